@@ -1,0 +1,27 @@
+"""Metadata that travels with every dataset: what a model and an exporter need."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    task: str
+    num_classes: int
+    label_names: tuple[str, ...]
+    input_shape: tuple  # (H, W, C) of one example as the model receives it
+    num_examples: dict  # split name -> examples (None where unknown)
+    source: str  # "offline" or "tfds"
+    citation: str = ""
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["label_names"] = list(self.label_names)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+
+class DatasetUnavailableError(RuntimeError):
+    """The dataset is neither on disk nor downloadable from here."""

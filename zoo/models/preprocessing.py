@@ -1,0 +1,39 @@
+"""The input stem every image model shares: named raw-pixel input, scaling in the graph."""
+
+from __future__ import annotations
+
+import keras
+
+
+def image_input(input_shape, min_size: int = 1, model: str = "model"):
+    """Returns `(inputs, x)`: the `{"image": ...}` input and pixels scaled to [-1, 1].
+
+    The model takes raw 0-255 pixels so no client or exporter needs to know the
+    normalization. `min_size` is the smallest height/width the architecture's
+    downsampling can take.
+    """
+    shape = tuple(input_shape)
+    if len(shape) != 3 or any(not isinstance(d, int) or d <= 0 for d in shape):
+        raise ValueError(
+            f"{model}: input_shape must be (height, width, channels) of positive ints, "
+            f"got {input_shape!r}."
+        )
+    if min(shape[:2]) < min_size:
+        raise ValueError(
+            f"{model}: input_shape {shape} is too small; this architecture downsamples "
+            f"and needs height and width >= {min_size}. Resize the images "
+            f"(load_dataset(..., image_size=...)) or choose a smaller model."
+        )
+    image = keras.Input(shape=shape, name="image", dtype="float32")
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_pixels")(image)
+    return {"image": image}, x
+
+
+def check_num_classes(num_classes, model: str):
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
+        raise ValueError(f"{model}: num_classes must be an int >= 2, got {num_classes!r}.")
+
+
+def logits(x, num_classes: int):
+    # float32 logits keep the softmax/loss stable under mixed_float16 (Keras' advice).
+    return keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)

@@ -1,0 +1,280 @@
+"""`train` and `evaluate`: compile + fit with the task's loss, callbacks and a run directory.
+
+A run directory holds everything needed to resume, evaluate and export a run:
+
+    config.json    the resolved TrainConfig (what `zoo train` would need to redo it)
+    dataset.json   the dataset's metadata: classes, label names, input shape
+    model.keras    the trained model
+    best.keras     the best model by validation loss (written atomically)
+    history.json   loss and metrics per epoch; history.csv the same, appended as it goes
+    curves.png     those curves, plotted
+    metrics.json   test metrics of the final model
+    logs/          TensorBoard logs
+    backup/        BackupAndRestore state while a run is unfinished
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import pathlib
+import shutil
+import sys
+import time
+
+import keras
+import tensorflow as tf
+
+from zoo import registry, tasks
+from zoo.data import dataset_info, load_dataset
+from zoo.training import strategy as strategies
+from zoo.training.callbacks import AtomicBestCheckpoint
+from zoo.training.config import TrainConfig
+from zoo.training.plots import plot_history
+
+log = logging.getLogger(__name__)
+
+
+class RunDirError(RuntimeError):
+    """The run directory holds something that this run must not overwrite."""
+
+
+def default_run_dir(model: str, dataset: str) -> pathlib.Path:
+    return pathlib.Path("runs") / f"{model}-{dataset.replace('/', '_')}"
+
+
+def _write_json(path: pathlib.Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _splits(info) -> tuple[str, str | None, str]:
+    """(train, validation, test) split names for a dataset."""
+    available = set(info.num_examples)
+    test = "test" if "test" in available else None
+    if "validation" in available:
+        return "train", "validation", test or "validation"
+    # TFDS sets without a validation split: hold out the last 10% of train.
+    return "train[:90%]", "train[90%:]", test or "train[90%:]"
+
+
+def _optimizer(config: TrainConfig):
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(config.learning_rate, momentum=config.momentum)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(config.learning_rate)
+
+
+def _prepare_run_dir(run_dir: pathlib.Path, config: TrainConfig, overwrite: bool) -> bool:
+    """Creates or checks `run_dir`; returns True when an unfinished run will resume."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"Run directory {run_dir} is a file; pass --out to a directory.")
+    backup = run_dir / "backup"
+    saved = run_dir / "config.json"
+    if overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+    elif saved.exists():
+        previous = json.loads(saved.read_text())
+        if previous != config.to_json():
+            changed = sorted(k for k in set(previous) | set(config.to_json())
+                             if previous.get(k) != config.to_json().get(k))
+            raise RunDirError(
+                f"{run_dir} holds a run with a different configuration (differs in: "
+                f"{', '.join(changed)}). Resume it with the same options, or pass another "
+                f"--out, or --overwrite to start over."
+            )
+        if (run_dir / "model.keras").exists() and not backup.exists():
+            raise RunDirError(
+                f"{run_dir} already holds a finished run (model.keras). Evaluate or export "
+                f"it, or pass another --out, or --overwrite to train again."
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return backup.exists()
+
+
+def _read_csv_history(path: pathlib.Path) -> dict:
+    """history.csv as {metric: [per epoch]}; the last row wins for a repeated epoch
+    (a run killed after logging an epoch but before backing it up redoes it)."""
+    rows = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            rows[int(row["epoch"])] = row
+    history = {"epoch": sorted(rows)}
+    for key in next(iter(rows.values()), {}):
+        if key != "epoch":
+            history[key] = [float(rows[e][key]) for e in history["epoch"]]
+    return history
+
+
+def train(
+    model: str,
+    dataset: str | None = None,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    epochs: int = 10,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    overwrite: bool = False,
+    strategy: str | tf.distribute.Strategy = "auto",
+    verbose: str | int = "auto",
+    callbacks: list | None = None,
+    model_kwargs: dict | None = None,
+    **options,
+) -> pathlib.Path:
+    """Trains registered model `model` on `dataset` with `fit`; returns the run dir.
+
+    An unfinished run in `out_dir` (same configuration) resumes from its backup.
+
+    Args:
+        model: a registered model name (`zoo.list_models()`).
+        dataset: an offline or TFDS dataset name; default: the model's default.
+        out_dir: run directory; default runs/<model>-<dataset>.
+        epochs, batch_size, learning_rate: as in Keras.
+        overwrite: delete an existing run in `out_dir` first.
+        strategy: "auto", "default", "mirrored", "multi_worker", or a
+            `tf.distribute.Strategy` instance.
+        verbose: Keras' fit verbosity.
+        callbacks: extra Keras callbacks.
+        model_kwargs: builder arguments (num_classes and input_shape come from the data).
+        **options: other `TrainConfig` fields (optimizer, seed, early_stopping_patience, ...).
+
+    Example:
+        >>> import zoo
+        >>> run_dir = zoo.train("simple_cnn", "digits", epochs=2, out_dir="/tmp/run")
+    """
+    spec = registry.get_model_spec(model)
+    dataset = dataset or spec.default_dataset
+    strategy_name = strategy if isinstance(strategy, str) else "auto"
+    unknown = set(options) - set(TrainConfig.__dataclass_fields__)
+    if unknown or {"model", "dataset"} & set(options):
+        raise TypeError(
+            f"train() got unknown options {sorted(unknown)}; known: "
+            f"{sorted(set(TrainConfig.__dataclass_fields__) - {'model', 'dataset'})}."
+        )
+    config = TrainConfig(
+        model=model, dataset=dataset, epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, strategy=strategy_name,
+        model_kwargs=dict(model_kwargs or {}), **options,
+    ).validated()
+    registry.check_model_kwargs(model, config.model_kwargs)
+    run_dir = pathlib.Path(out_dir) if out_dir else default_run_dir(model, dataset)
+    resuming = _prepare_run_dir(run_dir, config, overwrite)
+
+    info = dataset_info(dataset, data_dir=config.data_dir)
+    train_split, val_split, test_split = _splits(info)
+    load = dict(batch_size=config.batch_size, image_size=config.image_size,
+                data_dir=config.data_dir, seed=config.seed)
+    train_ds, info = load_dataset(dataset, train_split, with_info=True, **load)
+    val_ds = load_dataset(dataset, val_split, **load) if val_split else None
+
+    if info.task != spec.task:
+        raise ValueError(f"{model} is a {spec.task} model but {dataset} is a {info.task} dataset.")
+    for fixed in ("num_classes", "input_shape"):
+        if fixed in config.model_kwargs:
+            raise ValueError(f"{fixed} comes from the dataset ({getattr(info, fixed)}); do not set it.")
+    build_kwargs = dict(config.model_kwargs, num_classes=info.num_classes,
+                        input_shape=tuple(info.input_shape))
+
+    _write_json(run_dir / "config.json", config.to_json())
+    _write_json(run_dir / "dataset.json", info.to_json())
+
+    dist = strategy if isinstance(strategy, tf.distribute.Strategy) else strategies.choose_strategy(config.strategy)
+    mixed = strategies.use_mixed_precision(config.mixed_precision)
+    jit = strategies.use_xla(config.jit_compile)
+    if isinstance(dist, tf.distribute.MultiWorkerMirroredStrategy):
+        from zoo.training.multi_worker import fit_multi_worker
+
+        fit_fn = fit_multi_worker
+    else:
+        fit_fn = None
+    log.info("strategy=%s replicas=%d mixed_float16=%s xla=%s", type(dist).__name__,
+             dist.num_replicas_in_sync, mixed, jit)
+
+    keras.utils.set_random_seed(config.seed)
+    previous_policy = keras.config.dtype_policy()
+    if mixed:
+        keras.config.set_dtype_policy("mixed_float16")
+    try:
+        with dist.scope():
+            net = registry.build_model(model, **build_kwargs)
+            task = tasks.get_task(spec.task)
+            net.compile(
+                optimizer=_optimizer(config), loss=task.loss(), metrics=task.metrics(),
+                jit_compile=jit, steps_per_execution=config.steps_per_execution,
+            )
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+    monitor = "val_loss" if val_ds is not None else "loss"
+    cbs = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming),
+        AtomicBestCheckpoint(run_dir / "best.keras", monitor=monitor),
+        keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0),
+    ]
+    if config.early_stopping_patience:
+        cbs.append(keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=config.early_stopping_patience, restore_best_weights=True))
+    cbs += list(callbacks or [])
+    if resuming:
+        log.info("Resuming the unfinished run in %s from its backup", run_dir)
+
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    start = time.perf_counter()
+    if fit_fn is not None:
+        fit_fn(net, dist, train_ds, val_ds, config, cbs, verbose, run_dir)
+    else:
+        net.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=cbs, verbose=verbose,
+                shuffle=False)  # the pipeline shuffles
+    seconds = time.perf_counter() - start
+
+    net.save(run_dir / ".model.keras.tmp.keras")
+    os.replace(run_dir / ".model.keras.tmp.keras", run_dir / "model.keras")
+    history = _read_csv_history(run_dir / "history.csv")
+    _write_json(run_dir / "history.json", history)
+    plot_history(history, run_dir / "curves.png", title=f"{model} on {dataset}")
+    if test_split:
+        metrics = net.evaluate(load_dataset(dataset, test_split, **load), verbose=0, return_dict=True)
+        metrics = {k: float(v) for k, v in metrics.items()}
+        _write_json(run_dir / "metrics.json", {"split": test_split, **metrics,
+                                               "train_seconds_this_process": seconds})
+        log.info("test %s", metrics)
+    return run_dir
+
+
+def load_run(run_dir: str | os.PathLike, which: str = "model"):
+    """(model, TrainConfig, dataset metadata dict) of a finished run."""
+    run_dir = pathlib.Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"Run directory {run_dir} does not exist; `zoo train` makes one.")
+    path = run_dir / f"{which}.keras"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{run_dir} has no {path.name}: the run has not finished (resume it with the same "
+            f"`zoo train` command) or this is not a run directory."
+        )
+    config = TrainConfig.from_json(json.loads((run_dir / "config.json").read_text()))
+    info = json.loads((run_dir / "dataset.json").read_text())
+    return keras.saving.load_model(path), config, info
+
+
+def evaluate(run_dir: str | os.PathLike, split: str = "test", which: str = "model") -> dict:
+    """Evaluates a finished run on `split`; writes and returns eval metrics.
+
+    Example:
+        >>> import zoo
+        >>> zoo.evaluate("runs/simple_cnn-digits")
+        {'accuracy': 0.98, 'loss': 0.06, 'split': 'test'}
+    """
+    net, config, info = load_run(run_dir, which)
+    ds = load_dataset(config.dataset, split, batch_size=config.batch_size,
+                      image_size=config.image_size, data_dir=config.data_dir)
+    metrics = {k: float(v) for k, v in net.evaluate(ds, verbose=0, return_dict=True).items()}
+    metrics["split"] = split
+    _write_json(pathlib.Path(run_dir) / f"eval-{split.replace('/', '_')}.json", metrics)
+    return metrics
