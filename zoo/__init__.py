@@ -6,14 +6,27 @@
     run_dir = zoo.train("simple_cnn", dataset="digits", epochs=5)
 """
 
+import importlib as _importlib
 import os as _os
 
 # TensorFlow's C++ start-up chatter hides the progress bars a user came for.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from zoo.data import load_dataset  # noqa: E402
-from zoo.registry import build_model, list_models, register_model  # noqa: E402
-from zoo.training import evaluate, train  # noqa: E402
-
-__all__ = ["build_model", "evaluate", "list_models", "load_dataset", "register_model", "train"]
 __version__ = "0.1.0"
+
+# Importing TensorFlow takes seconds; names resolve on first use so `zoo --help` is quick.
+_EXPORTS = {
+    "build_model": "zoo.registry",
+    "list_models": "zoo.registry",
+    "register_model": "zoo.registry",
+    "load_dataset": "zoo.data",
+    "train": "zoo.training",
+    "evaluate": "zoo.training",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(_importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")

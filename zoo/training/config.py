@@ -23,6 +23,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # adamw only
     early_stopping_patience: int = 0  # 0: off
     seed: int = 0
+    shuffle: bool = True  # reshuffle the training split every epoch
     image_size: tuple | None = None
     data_dir: str | None = None
     # Keras runs this many steps per tf.function call; >1 cuts per-step Python cost.

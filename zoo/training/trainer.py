@@ -168,7 +168,7 @@ def train(
     train_split, val_split, test_split = _splits(info)
     load = dict(batch_size=config.batch_size, image_size=config.image_size,
                 data_dir=config.data_dir, seed=config.seed)
-    train_ds, info = load_dataset(dataset, train_split, with_info=True, **load)
+    train_ds, info = load_dataset(dataset, train_split, with_info=True, shuffle=config.shuffle, **load)
     val_ds = load_dataset(dataset, val_split, **load) if val_split else None
 
     if info.task != spec.task:
@@ -194,6 +194,14 @@ def train(
     log.info("strategy=%s replicas=%d mixed_float16=%s xla=%s", type(dist).__name__,
              dist.num_replicas_in_sync, mixed, jit)
 
+    steps_per_execution = config.steps_per_execution
+    if dist.num_replicas_in_sync > 1 and steps_per_execution > 1:
+        # Keras 3.15's multi-step loop under MirroredStrategy fails with "You must feed
+        # a value for placeholder tensor 'while/.../Placeholder'": one step per call.
+        log.warning("steps_per_execution=%d is not supported with %d replicas; using 1",
+                    steps_per_execution, dist.num_replicas_in_sync)
+        steps_per_execution = 1
+
     keras.utils.set_random_seed(config.seed)
     previous_policy = keras.config.dtype_policy()
     if mixed:
@@ -204,7 +212,7 @@ def train(
             task = tasks.get_task(spec.task)
             net.compile(
                 optimizer=_optimizer(config), loss=task.loss(), metrics=task.metrics(),
-                jit_compile=jit, steps_per_execution=config.steps_per_execution,
+                jit_compile=jit, steps_per_execution=steps_per_execution,
             )
     finally:
         keras.config.set_dtype_policy(previous_policy)

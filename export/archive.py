@@ -1,0 +1,341 @@
+"""`export_saved_model`: a trained model -> a verified, versioned SavedModel for TF Serving.
+
+Layout, as TF Serving's file-system source expects it:
+
+    <base_path>/models.config                 model_config_list, one entry per model
+    <base_path>/batching_parameters.txt
+    <base_path>/<model_name>/<version>/saved_model.pb, variables/, assets/labels.txt
+    <base_path>/<model_name>/<version>/assets.extra/tf_serving_warmup_requests
+    <base_path>/<model_name>/<version>/assets.extra/model_card.json
+
+A version is written into `<base_path>/<model_name>/.tmp-<version>-<pid>` and renamed
+into place only after it has been verified. TF Serving only loads all-digit folder
+names, so a server never sees a half-written or unverified version, and an export
+that fails at any point leaves no version folder behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import re
+import shutil
+import tempfile
+import time
+
+import keras
+import numpy as np
+from tensorflow.core.protobuf import saved_model_pb2
+
+from export import model_card, server_config, verify as verification, warmup
+from export.errors import ExportError, VerificationError
+from export.signatures import get_task_signatures
+
+log = logging.getLogger(__name__)
+
+# A folder name that is also safe in TF Serving's REST path /v1/models/<name>.
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclasses.dataclass
+class _Source:
+    """The model to export and what is known about it."""
+
+    model: keras.Model
+    task: str
+    architecture: str
+    label_names: list
+    run_dir: pathlib.Path | None = None
+    config: dict | None = None  # the run's config.json
+    dataset: dict | None = None  # the run's dataset.json
+    metrics: dict | None = None  # the run's metrics.json
+
+
+def _check_model_name(name) -> str:
+    if not isinstance(name, str) or not _MODEL_NAME.match(name) or ".." in name:
+        raise ExportError(
+            f"Model name {name!r} must be one folder name of letters, digits, '.', '_' or '-' "
+            f"(no '/' or '..'): it becomes <base_path>/<name>/ and the REST path "
+            f"/v1/models/<name>. Example: --model-name simple_cnn_digits."
+        )
+    return name
+
+
+def _check_base_path(base_path) -> pathlib.Path:
+    base = pathlib.Path(base_path)
+    if base.exists() and not base.is_dir():
+        raise ExportError(f"Base path {base} is a file; pass --base-path a directory (it is created if missing).")
+    return base
+
+
+def _versions(model_dir: pathlib.Path) -> list[int]:
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(d.name) for d in model_dir.iterdir() if d.is_dir() and d.name.isdigit())
+
+
+def _choose_version(model_dir: pathlib.Path, version, overwrite: bool) -> int:
+    if model_dir.exists() and not model_dir.is_dir():
+        raise ExportError(f"{model_dir} is a file; remove it or choose another --model-name.")
+    existing = _versions(model_dir)
+    if version is None:
+        # TF Serving serves the highest number by default, so a new export goes above all.
+        return (existing[-1] + 1) if existing else 1
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ExportError(f"Version must be a positive int (TF Serving versions are numbers), got {version!r}.")
+    if version in existing and not overwrite:
+        raise ExportError(
+            f"{model_dir / str(version)} already exists. Pass --overwrite (overwrite=True) to replace "
+            f"it, or omit --version to write the next one ({existing[-1] + 1})."
+        )
+    return version
+
+
+def _read_json(path: pathlib.Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _load_source(model_or_run_dir, checkpoint: str, label_names, task) -> _Source:
+    if isinstance(model_or_run_dir, keras.Model):
+        model = model_or_run_dir
+        if task is None:
+            from zoo import registry
+
+            try:
+                task = registry.get_model_spec(model.name).task
+            except ValueError:
+                raise ExportError(
+                    f"Cannot tell the task of model {model.name!r}, which is not a registered "
+                    f"architecture; pass task=... (e.g. 'image_classification')."
+                ) from None
+        num_classes = int(model.output.shape[-1])
+        names = list(label_names) if label_names is not None else [str(i) for i in range(num_classes)]
+        return _Source(model, task, model.name, names)
+
+    from zoo.training import load_run
+
+    run_dir = pathlib.Path(model_or_run_dir)
+    if checkpoint not in ("model", "best"):
+        raise ExportError(f"checkpoint must be 'model' or 'best', got {checkpoint!r}.")
+    model, config, info = load_run(run_dir, which=checkpoint)  # clear FileNotFoundError if unfinished
+    names = list(label_names) if label_names is not None else list(info["label_names"])
+    return _Source(
+        model, task or info["task"], config.model, names, run_dir=run_dir.resolve(),
+        config=config.to_json(), dataset=info, metrics=_read_json(run_dir / "metrics.json"),
+    )
+
+
+def _real_examples(source: _Source, examples, dataset, count: int, example_key: str):
+    """(examples dict, where they came from) for warm-up and verification."""
+    if examples is not None:
+        return {example_key: np.asarray(examples)[:count]}, "given"
+    from zoo.data import load_dataset
+
+    config = source.config or {}
+    name = dataset or config.get("dataset")
+    if name:
+        try:
+            ds = load_dataset(name, "train", batch_size=count, shuffle=False, download=False,
+                              image_size=config.get("image_size"), data_dir=config.get("data_dir"))
+            features, _ = next(iter(ds))
+            return {example_key: features[example_key].numpy()}, f"{name}:train[:{count}]"
+        except Exception as e:  # data not on this machine: warn and still export
+            log.warning("Could not read examples of %s (%s); warm-up uses random inputs.", name, e)
+    shape = (count,) + tuple(source.model.input[example_key].shape[1:])
+    log.warning("No real examples for %s; pass examples= or dataset= for warm-up on real data.", source.architecture)
+    return {example_key: np.random.default_rng(0).uniform(0, 255, shape).astype("float32")}, "random"
+
+
+def _set_method_names(export_dir: pathlib.Path, methods: dict) -> None:
+    """Gives signatures their TF Serving method names (classify) in saved_model.pb.
+
+    `ExportArchive` (like `tf.saved_model.save`) marks every signature
+    tensorflow/serving/predict; TF Serving's Classify API requires
+    tensorflow/serving/classify, so the SavedModel proto is edited in the temp folder.
+    """
+    saved_model = model_card.read_saved_model(export_dir)
+    changed = False
+    for meta_graph in saved_model.meta_graphs:
+        for key, method in methods.items():
+            if key in meta_graph.signature_def and meta_graph.signature_def[key].method_name != method:
+                meta_graph.signature_def[key].method_name = method
+                changed = True
+    if not changed:
+        return
+    path = export_dir / "saved_model.pb"
+    tmp = path.with_name("saved_model.pb.tmp")
+    tmp.write_bytes(saved_model.SerializeToString(deterministic=True))
+    os.replace(tmp, path)
+    # fingerprint.pb holds a checksum of saved_model.pb: recompute it for the edited file.
+    try:
+        from tensorflow.python.saved_model import fingerprinting_utils
+
+        fingerprinting_utils.write_fingerprint(str(export_dir))
+    except Exception as e:  # the fingerprint is optional; a stale one is worse than none
+        log.warning("Could not rewrite fingerprint.pb (%s); removing it.", e)
+        (export_dir / "fingerprint.pb").unlink(missing_ok=True)
+
+
+def _write_saved_model(source: _Source, signatures, export_dir: pathlib.Path) -> None:
+    archive = keras.export.ExportArchive()
+    archive.track(source.model)
+    # Keras issue 23553: track() lists the keras.Variable wrappers while the endpoints
+    # capture the tf.Variables inside them, so every weight is saved (and loaded by
+    # TF Serving) twice. Tracking the tf.Variables themselves lets the SavedModel
+    # writer see one object per weight (the fix proposed in keras PR 23563).
+    for tracked in (archive.variables, archive.trainable_variables, archive.non_trainable_variables):
+        tracked[:] = [getattr(v, "value", v) for v in tracked]
+    for resource in signatures.resources:  # lookup tables: ExportArchive does not find them alone
+        archive.track(resource)
+    for key, endpoint in signatures.endpoints.items():
+        archive.add_endpoint(key, endpoint.fn, endpoint.input_signature)
+    archive.write_out(str(export_dir), verbose=False)
+    _set_method_names(export_dir, {k: e.method_name for k, e in signatures.endpoints.items()})
+
+
+def _publish(tmp: pathlib.Path, final: pathlib.Path) -> None:
+    """Renames the verified temp folder to its version number (atomic on one file system)."""
+    if final.exists():  # overwrite was asked for: move the old version aside first
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.rename(final, old)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            os.rename(old, final)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    try:
+        os.rename(tmp, final)
+    except OSError as e:
+        raise ExportError(f"{final} appeared while exporting (another export?): {e}. Export again.") from e
+
+
+def export_saved_model(
+    model_or_run_dir,
+    base_path="models",
+    model_name: str | None = None,
+    version: int | None = None,
+    *,
+    overwrite: bool = False,
+    verify: bool = True,
+    label_names=None,
+    task: str | None = None,
+    checkpoint: str = "model",
+    examples=None,
+    dataset: str | None = None,
+    num_examples: int = 4,
+    version_policy: str | None = None,
+    serving_base_path: str | None = None,
+    verify_timeout: float = 600,
+) -> pathlib.Path:
+    """Exports a Keras model or a training run as `<base_path>/<model_name>/<version>/`.
+
+    The SavedModel takes raw input and returns named outputs (DESIGN.md task table);
+    for an image classifier: `serving_default` (image -> probabilities, class_id,
+    label), `image_bytes` (JPEG/PNG/GIF/BMP bytes) and `classify` (tf.Example, TF
+    Serving's Classify API). It carries warm-up records and a model card, is verified
+    in a fresh process against the Keras model, and is renamed into place only then.
+    `models.config` and `batching_parameters.txt` in `base_path` are updated.
+
+    Args:
+        model_or_run_dir: a `zoo.train` run directory, or a Keras model.
+        base_path: folder of model folders (TF Serving's model base paths).
+        model_name: the served name; default: the architecture name.
+        version: version number; default: one above the highest existing version.
+        overwrite: replace an existing `version`.
+        verify: verify before publishing (turn off only to debug an export).
+        label_names: class names; default: the run's dataset labels, or "0".."K-1".
+        task: the model's task; default: from the run or the model registry.
+        checkpoint: for a run directory, "model" (final) or "best".
+        examples: raw inputs [N, ...] for warm-up and verification; default: the first
+            `num_examples` of the run's (or `dataset`'s) training data.
+        dataset: dataset to take examples from when exporting a Keras model.
+        num_examples: how many real examples warm-up and verification use.
+        version_policy: the model's policy in models.config ('latest', 'latest:2',
+            'all', 'specific:1,2'); default: keep the current one ('latest' if new).
+        serving_base_path: base path as the server sees it (e.g. "/models" in the
+            TF Serving container), written into models.config.
+        verify_timeout: seconds allowed for verification.
+
+    Returns:
+        The version folder.
+
+    Example:
+        >>> from export import export_saved_model
+        >>> export_saved_model("runs/simple_cnn-digits", "models", "digits")
+        PosixPath('models/digits/1')
+    """
+    base = _check_base_path(base_path)
+    if model_name is not None:
+        _check_model_name(model_name)
+    if version_policy is not None:
+        try:
+            server_config.parse_version_policy(version_policy)
+        except ValueError as e:
+            raise ExportError(str(e)) from None
+    if not isinstance(num_examples, int) or num_examples < 1:
+        raise ExportError(f"num_examples must be a positive int, got {num_examples!r}.")
+    source = _load_source(model_or_run_dir, checkpoint, label_names, task)
+    model_name = _check_model_name(model_name or source.architecture)
+    try:
+        task_signatures = get_task_signatures(source.task)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
+    num_classes = int(source.model.output.shape[-1])
+    if len(source.label_names) != num_classes:
+        raise ExportError(f"{len(source.label_names)} label names for a model with {num_classes} outputs.")
+    model_dir = base / model_name
+    version = _choose_version(model_dir, version, overwrite)
+
+    started = time.perf_counter()
+    inputs, example_source = _real_examples(source, examples, dataset, num_examples, task_signatures.example_key)
+    expected = task_signatures.reference(source.model, inputs)
+    requests = task_signatures.requests(inputs)
+
+    created = [d for d in (base, model_dir) if not d.exists()]
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tmp = model_dir / f".tmp-{version}-{os.getpid()}"
+    final = model_dir / str(version)
+    try:
+        with tempfile.TemporaryDirectory(prefix="zoo-export-") as staging:
+            signatures = task_signatures.build(source.model, source.label_names, staging)
+            _write_saved_model(source, signatures, tmp)
+        # The staging copy of labels.txt is gone now: the export must use its own asset.
+        warmup.write_warmup_requests(tmp, requests, model_name)
+        card = model_card.build_model_card(
+            export_dir=tmp, model_name=model_name, version=version, task=source.task,
+            architecture=source.architecture, label_names=source.label_names, model=source.model,
+            source={"run_dir": str(source.run_dir) if source.run_dir else None,
+                    "checkpoint": checkpoint if source.run_dir else None},
+            examples={"source": example_source, "examples": len(expected), "records": len(requests)},
+            metrics=source.metrics, training=source.config, dataset=source.dataset,
+        )
+        model_card.write_model_card(tmp, card)
+        if verify:
+            methods = {k: e.method_name for k, e in signatures.endpoints.items()}
+            report = verification.verify_in_subprocess([(tmp, expected, methods)], verify_timeout)[0]
+            if not report["ok"]:
+                raise VerificationError(
+                    f"Export of {model_name} version {version} failed verification, nothing was "
+                    f"published:\n  " + "\n  ".join(report["errors"])
+                )
+            card["verification"] = {k: report[k] for k in ("loaders", "max_abs_diff", "records")}
+            card["verification"]["tolerance"] = verification.TOLERANCE
+            model_card.write_model_card(tmp, card)
+        _publish(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for d in reversed(created):  # folders this export made, if still empty
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        raise
+    server_config.write_server_config(base, model_name=model_name, version_policy=version_policy,
+                                      serving_base_path=serving_base_path)
+    log.info("Exported %s version %d to %s in %.1f s", model_name, version, final, time.perf_counter() - started)
+    return final

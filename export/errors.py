@@ -1,0 +1,9 @@
+"""The errors an export raises: each names the problem and the fix."""
+
+
+class ExportError(ValueError):
+    """An export was refused (bad argument, existing version, ...); nothing was written."""
+
+
+class VerificationError(ExportError):
+    """The written SavedModel does not answer like the Keras model; it was not published."""

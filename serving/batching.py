@@ -1,0 +1,317 @@
+"""Server-side batching across concurrent requests, with TF Serving's parameters.
+
+Like TF Serving's BatchingSession over a SharedBatchScheduler: each request ("task")
+joins the open batch of its queue; a batch closes when the next task would not fit
+in `max_batch_size`; a thread from a pool of `num_batch_threads` takes a closed
+batch, or an open one once its oldest task has waited `batch_timeout_micros`,
+concatenates the tasks' inputs along the 0th dimension, pads the result up to the
+next of `allowed_batch_sizes` with copies of the first row, runs the model once and
+hands every task its own rows of each output. At most `max_enqueued_batches`
+batches wait per queue; beyond that a task is refused with UNAVAILABLE, as there.
+
+Tasks only share a batch when they can be concatenated: same servable, signature
+and requested outputs, and the same dtype and non-batch shape for every input (so
+`pad_variable_length_inputs` is never needed to form a batch: tasks whose shapes
+differ simply go to different queues).
+
+Example:
+    >>> scheduler = BatchScheduler(BatchingOptions(max_batch_size=32), metrics)
+    >>> outputs = scheduler.run(servable, "serving_default", {"image": x}, ("probabilities",))
+    >>> scheduler.stop()
+"""
+
+import collections
+import dataclasses
+import logging
+import os
+import threading
+import time
+
+import grpc
+import numpy as np
+
+from serving.errors import ServingError
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchingOptions:
+    """TF Serving's BatchingParameters with its defaults (see batching_session.h)."""
+
+    max_batch_size: int = 1000
+    batch_timeout_micros: int = 0
+    max_enqueued_batches: int = 10
+    num_batch_threads: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+    thread_pool_name: str = "batch_threads"
+    allowed_batch_sizes: tuple = ()
+    pad_variable_length_inputs: bool = False
+
+    @classmethod
+    def from_proto(cls, params):
+        """Options from a `tensorflow.serving.BatchingParameters`, unset fields defaulted."""
+        kwargs = {}
+        for field in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches",
+                      "num_batch_threads", "thread_pool_name"):
+            if params.HasField(field):
+                kwargs[field] = getattr(params, field).value
+        kwargs["allowed_batch_sizes"] = tuple(params.allowed_batch_sizes)
+        kwargs["pad_variable_length_inputs"] = params.pad_variable_length_inputs
+        return cls(**kwargs)
+
+    def validate(self):
+        """Raise INVALID_ARGUMENT for parameters TF Serving refuses at start-up."""
+        def bad(message):
+            return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+        if self.max_batch_size <= 0:
+            raise bad("max_batch_size must be positive")
+        if self.num_batch_threads <= 0:
+            raise bad("num_batch_threads must be positive")
+        if self.batch_timeout_micros < 0:
+            raise bad("batch_timeout_micros must be non-negative")
+        if self.max_enqueued_batches <= 0:
+            raise bad("max_enqueued_batches must be positive")
+        sizes = self.allowed_batch_sizes
+        if sizes:
+            if any(b <= a for a, b in zip(sizes, sizes[1:])) or sizes[0] <= 0:
+                raise bad("allowed_batch_sizes entries must be monotonically increasing")
+            if sizes[-1] != self.max_batch_size:
+                raise bad("final entry in allowed_batch_sizes must equal max_batch_size")
+        return self
+
+
+class _Task:
+    __slots__ = ("inputs", "size", "done", "outputs", "error", "cancelled")
+
+    def __init__(self, inputs, size):
+        self.inputs = inputs
+        self.size = size
+        self.done = threading.Event()
+        self.outputs = None
+        self.error = None
+        self.cancelled = False
+
+
+class _Queue:
+    """The open batch and the closed batches of one (servable, signature, shapes) key."""
+
+    def __init__(self, servable, signature_name, output_keys):
+        self.servable = servable
+        self.signature_name = signature_name
+        self.output_keys = output_keys
+        self.open = []
+        self.open_size = 0
+        self.open_since = 0.0
+        self.closed = collections.deque()
+
+    def close_open(self):
+        if self.open:
+            self.closed.append(self.open)
+            self.open, self.open_size = [], 0
+
+
+class BatchScheduler:
+    """Batches `run` calls from many threads onto `num_batch_threads` workers.
+
+    Args:
+        options: a `BatchingOptions`.
+        metrics: a `serving.metrics.Metrics` (batch size and padding histograms),
+            or None.
+    """
+
+    def __init__(self, options: BatchingOptions, metrics=None):
+        self.options = options.validate()
+        self._metrics = metrics
+        self._cv = threading.Condition()
+        self._queues = {}
+        self._stopped = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{options.thread_pool_name}_{i}", daemon=True)
+            for i in range(options.num_batch_threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def run(self, servable, signature_name, inputs, output_keys, timeout=None):
+        """Run one request's inputs as part of a batch and return its own output rows.
+
+        Args:
+            servable: the loaded model version (`serving.servables.Servable`).
+            signature_name: the signature to run.
+            inputs: dict of input alias -> numpy array, each batched along dim 0.
+            output_keys: the output aliases wanted.
+            timeout: seconds to wait for the result, or None.
+
+        Returns:
+            dict of output alias -> numpy array with this request's rows.
+
+        Raises:
+            ServingError: INVALID_ARGUMENT for unbatchable inputs, UNAVAILABLE when
+                the queue is full, DEADLINE_EXCEEDED on timeout.
+        """
+        size = None
+        for array in inputs.values():
+            if array.ndim == 0:
+                raise ServingError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "Batching Run() input tensors must have at least one dimension",
+                )
+            if size is None:
+                size = array.shape[0]
+            elif array.shape[0] != size:
+                raise ServingError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "Batching Run() input tensors must have equal 0th-dimension size",
+                )
+        if not size:
+            # Nothing to batch (no inputs, or zero rows): run it as it is.
+            return servable.run(signature_name, inputs, output_keys)
+        if size > self.options.max_batch_size:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Task size {size} is larger than maximum input batch size "
+                f"{self.options.max_batch_size}",
+            )
+        key = (
+            id(servable),
+            signature_name,
+            tuple(output_keys),
+            tuple((alias, a.dtype.str, a.shape[1:]) for alias, a in sorted(inputs.items())),
+        )
+        task = _Task(inputs, size)
+        with self._cv:
+            if self._stopped:
+                raise ServingError(grpc.StatusCode.UNAVAILABLE, "Batch scheduler is stopped")
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = self._queues[key] = _Queue(servable, signature_name, tuple(output_keys))
+            if queue.open_size + size > self.options.max_batch_size:
+                if len(queue.closed) >= self.options.max_enqueued_batches:
+                    raise ServingError(
+                        grpc.StatusCode.UNAVAILABLE,
+                        "The batch scheduling queue to which this task was submitted is full",
+                    )
+                queue.close_open()
+            if not queue.open:
+                queue.open_since = time.monotonic()
+            queue.open.append(task)
+            queue.open_size += size
+            if queue.open_size == self.options.max_batch_size:
+                queue.close_open()
+            self._cv.notify()
+        if not task.done.wait(timeout):
+            task.cancelled = True
+            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        if task.error is not None:
+            raise task.error
+        return task.outputs
+
+    def stop(self):
+        """Finish the batches already queued, then stop the threads."""
+        with self._cv:
+            self._stopped = True
+            self._cv.notify_all()
+        for thread in self._threads:
+            thread.join()
+
+    def forget(self, servable):
+        """Drop the (empty) queues of an unloaded servable."""
+        with self._cv:
+            for key in [k for k, q in self._queues.items() if q.servable is servable]:
+                queue = self._queues[key]
+                if not queue.open and not queue.closed:
+                    del self._queues[key]
+
+    # The worker side.
+
+    def _next_batch(self):
+        """Under the lock: a closed batch, else an open one that has waited long enough."""
+        now = time.monotonic()
+        timeout = self.options.batch_timeout_micros / 1e6
+        earliest = None
+        for queue in self._queues.values():
+            if queue.closed:
+                return queue, queue.closed.popleft(), None
+        for queue in self._queues.values():
+            if queue.open:
+                due = queue.open_since + timeout
+                if due <= now or self._stopped:
+                    batch = queue.open
+                    queue.open, queue.open_size = [], 0
+                    return queue, batch, None
+                earliest = due if earliest is None else min(earliest, due)
+        return None, None, (None if earliest is None else earliest - now)
+
+    def _work(self):
+        while True:
+            with self._cv:
+                while True:
+                    queue, batch, wait = self._next_batch()
+                    if batch is not None:
+                        break
+                    if self._stopped:
+                        return
+                    self._cv.wait(wait)
+            self._process(queue, batch)
+
+    def _process(self, queue, batch):
+        tasks = [t for t in batch if not t.cancelled]
+        if not tasks:
+            return
+        try:
+            total = sum(t.size for t in tasks)
+            padded = self._padded_size(total)
+            merged = {}
+            for alias in tasks[0].inputs:
+                parts = [t.inputs[alias] for t in tasks]
+                if padded > total:
+                    # TF Serving pads with copies of the first row of the first task.
+                    first = parts[0][:1]
+                    parts.append(np.repeat(first, padded - total, axis=0))
+                merged[alias] = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+            if self._metrics is not None:
+                self._metrics.record_batch(
+                    queue.servable.name, queue.signature_name, total, padded - total
+                )
+            outputs = queue.servable.run(queue.signature_name, merged, queue.output_keys)
+            for alias, value in outputs.items():
+                if np.ndim(value) == 0:
+                    raise ServingError(
+                        grpc.StatusCode.INTERNAL, f"Batched output tensor {alias} has 0 dimensions"
+                    )
+                if value.shape[0] != padded:
+                    raise ServingError(
+                        grpc.StatusCode.INTERNAL,
+                        f"Batched output tensor's 0th dimension does not equal the sum of the "
+                        f"0th dimension sizes of the input tensors ({alias}: "
+                        f"{value.shape[0]} != {padded})",
+                    )
+            start = 0
+            for task in tasks:
+                end = start + task.size
+                task.outputs = {alias: value[start:end] for alias, value in outputs.items()}
+                start = end
+        except ServingError as e:
+            for task in tasks:
+                task.error = e
+        except Exception as e:  # the model failed: every task in the batch learns why
+            error = _as_serving_error(e)
+            for task in tasks:
+                task.error = error
+        finally:
+            for task in tasks:
+                task.done.set()
+
+    def _padded_size(self, total):
+        for size in self.options.allowed_batch_sizes:
+            if size >= total:
+                return size
+        return total
+
+
+def _as_serving_error(e):
+    # Late import: servables imports TF; this keeps batching's own import light.
+    from serving.servables import as_serving_error
+
+    return as_serving_error(e)

@@ -1,0 +1,204 @@
+"""`zoo`: the command line. It parses arguments and calls the Python API, nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+
+EXAMPLES = {
+    "list": "zoo list\n  zoo list --task image_classification --json",
+    "info": "zoo info simple_cnn\n  zoo info models/digits/1      (an export)",
+    "train": (
+        "zoo train simple_cnn --dataset digits --epochs 15\n"
+        "  zoo train resnet20 --dataset cifar10 --epochs 30 --set optimizer=sgd --set learning_rate=0.1\n"
+        "  zoo train mlp --dataset mnist --set hidden_units=512,256 --out runs/mlp-wide"
+    ),
+    "evaluate": "zoo evaluate runs/simple_cnn-digits --split test",
+    "bench": "zoo bench simple_cnn --dataset synthetic_shapes --batch-size 64",
+    "demo": "zoo demo --out /tmp/zoo-demo",
+}
+
+
+def _parser_with_example(sub, name, help_text):
+    return sub.add_parser(
+        name, help=help_text, description=help_text,
+        epilog=f"example:\n  {EXAMPLES[name]}", formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _cmd_list(args):
+    from zoo import registry
+
+    rows = []
+    for name in registry.list_models(args.task):
+        spec = registry.get_model_spec(name)
+        rows.append({
+            "name": name, "task": spec.task,
+            "parameters": registry.build_model(name).count_params(),
+            "default_dataset": spec.default_dataset, "summary": spec.summary,
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ("name", "task", "parameters", "default dataset")
+    table = [header] + [(r["name"], r["task"], f"{r['parameters']:,}", r["default_dataset"]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for i, row in enumerate(table):
+        print("  ".join(c.rjust(w) if j == 2 else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths))).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    return 0
+
+
+def _cmd_info(args):
+    if os.path.isdir(args.target):
+        try:
+            from export.cli import describe_export
+        except ImportError:  # pragma: no cover - export package absent
+            describe_export = None
+        if describe_export is not None and os.path.exists(os.path.join(args.target, "saved_model.pb")):
+            print(json.dumps(describe_export(args.target), indent=2))
+            return 0
+        from zoo.training import load_run
+
+        model, config, info = load_run(args.target)
+        model.summary()
+        print(json.dumps({"config": config.to_json(), "dataset": info}, indent=2))
+        return 0
+    from zoo import registry
+
+    spec = registry.get_model_spec(args.target)
+    model = registry.build_model(args.target)
+    print(f"{spec.name} ({spec.task}; default dataset {spec.default_dataset})\n")
+    import inspect
+
+    print(inspect.getdoc(spec.builder), "\n")
+    model.summary()
+    return 0
+
+
+def _cmd_train(args):
+    from zoo import registry
+    from zoo.training import train
+    from zoo.training.config import TrainConfig, apply_overrides
+
+    spec = registry.get_model_spec(args.model)
+    config = TrainConfig(
+        model=args.model, dataset=args.dataset or spec.default_dataset, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, data_dir=args.data_dir,
+    )
+    config = apply_overrides(config, args.set or [], spec.defaults)
+    fields = dataclasses.asdict(config)
+    for key in ("model", "dataset"):
+        fields.pop(key)
+    run_dir = train(args.model, config.dataset, out_dir=args.out, overwrite=args.overwrite, **fields)
+    print(f"run directory: {run_dir}")
+    metrics = run_dir / "metrics.json"
+    if metrics.exists():
+        print(f"test metrics: {metrics.read_text().strip()}")
+    return 0
+
+
+def _cmd_evaluate(args):
+    from zoo.training import evaluate
+
+    print(json.dumps(evaluate(args.run_dir, split=args.split, which=args.checkpoint), indent=2))
+    return 0
+
+
+def _cmd_bench(args):
+    from zoo.benchmark import benchmark_training
+
+    result = benchmark_training(args.model, args.dataset, batch_size=args.batch_size, steps=args.steps)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _cmd_demo(args):
+    from zoo.demo import run_demo
+
+    return run_demo(args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zoo", description="Keras model zoo: train, export for TF Serving, serve, query.",
+        epilog="run `zoo COMMAND --help` for each command's options and an example",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the zoo does")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = _parser_with_example(sub, "list", "list the registered models")
+    p.add_argument("--task", help="only models of this task")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(fn=_cmd_list)
+
+    p = _parser_with_example(sub, "info", "describe a model, a run directory or an export")
+    p.add_argument("target", help="a model name, a run directory or an export version directory")
+    p.set_defaults(fn=_cmd_info)
+
+    p = _parser_with_example(sub, "train", "train a model with fit and write a run directory")
+    p.add_argument("model", help="a registered model (see `zoo list`)")
+    p.add_argument("--dataset", help="offline (digits, synthetic_shapes) or TFDS name; default: the model's")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--data-dir", help="TFDS data dir")
+    p.add_argument("--out", help="run directory (default runs/MODEL-DATASET); an unfinished run there resumes")
+    p.add_argument("--overwrite", action="store_true", help="delete a finished run in --out first")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a training option (optimizer, seed, early_stopping_patience, image_size, ...) "
+                        "or a model argument (e.g. dropout=0.3); repeatable")
+    p.set_defaults(fn=_cmd_train)
+
+    p = _parser_with_example(sub, "evaluate", "evaluate a finished run")
+    p.add_argument("run_dir")
+    p.add_argument("--split", default="test")
+    p.add_argument("--checkpoint", choices=("model", "best"), default="model")
+    p.set_defaults(fn=_cmd_evaluate)
+
+    p = _parser_with_example(sub, "bench", "measure training and input-pipeline throughput")
+    p.add_argument("model")
+    p.add_argument("--dataset", default="synthetic_shapes")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=200)
+    p.set_defaults(fn=_cmd_bench)
+
+    p = _parser_with_example(sub, "demo", "train, evaluate, export, serve and query a model end to end")
+    p.add_argument("--out", default="zoo-demo", help="folder for the run and the exported models")
+    p.set_defaults(fn=_cmd_demo)
+
+    # Export and serving bring their own subcommands.
+    for module, hook in (("export.cli", "add_parser"), ("serving.cli", "add_parsers")):
+        try:
+            mod = __import__(module, fromlist=[hook])
+        except ImportError:
+            continue
+        getattr(mod, hook)(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.fn(args) or 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
+        # Bad input gets one clear line, not a traceback; -v shows the traceback.
+        if args.verbose:
+            raise
+        print(f"zoo {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
