@@ -186,8 +186,8 @@ def _write_saved_model(source: _Source, signatures, export_dir: pathlib.Path) ->
     # capture the tf.Variables inside them, so every weight is saved (and loaded by
     # TF Serving) twice. Tracking the tf.Variables themselves lets the SavedModel
     # writer see one object per weight (the fix proposed in keras PR 23563).
-    for tracked in (archive.variables, archive.trainable_variables, archive.non_trainable_variables):
-        tracked[:] = [getattr(v, "value", v) for v in tracked]
+    for collection in ("variables", "trainable_variables", "non_trainable_variables"):
+        archive.add_variable_collection(collection, [v.value for v in getattr(archive, collection)])
     for resource in signatures.resources:  # lookup tables: ExportArchive does not find them alone
         archive.track(resource)
     for key, endpoint in signatures.endpoints.items():

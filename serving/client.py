@@ -82,6 +82,10 @@ class ClientError(ServingError):
         super().__init__(code, message)
         self.http_status = http_status
 
+    def __repr__(self):
+        extra = f", http_status={self.http_status}" if self.http_status is not None else ""
+        return f"ClientError({self.code!r}, {self.message!r}{extra})"
+
 
 # ---------------------------------------------------------------------------
 # numpy <-> TensorProto
@@ -130,9 +134,7 @@ def _as_array(value, dtype=None) -> np.ndarray:
     """`value` as an array; cast to `dtype` (a numpy dtype) when that loses no kind."""
     if isinstance(value, (bytes, str)) or (isinstance(value, (list, tuple)) and _has_strings(value)):
         # An object array keeps bytes whole (a numpy "S" array drops trailing NULs).
-        array = np.empty(np.shape(value) if isinstance(value, (list, tuple)) else (), dtype=object)
-        array[...] = value if not isinstance(value, (bytes, str)) else np.array(value, dtype=object)
-        return array
+        return np.array(value, dtype=object)
     array = np.asarray(value)
     if array.dtype.kind in "SU":
         array = array.astype(object)

@@ -1,0 +1,637 @@
+"""The model manager: which versions of which models are loaded, and how they change.
+
+It does what TF Serving's ServerCore + FileSystemStoragePathSource +
+AspiredVersionsManager do with the AvailabilityPreservingPolicy:
+
+- every model in the ModelServerConfig has a base path whose numeric subfolders are
+  its versions; the version policy (latest N, the default latest 1; all;
+  specific) picks the *aspired* versions among them;
+- the base paths are polled every `file_system_poll_wait_seconds`; a new aspired
+  version is loaded (and warmed up) while the old one keeps serving, and the old
+  one is unloaded only once an aspired version is available, so a rollout never
+  drops a request;
+- a version that fails to load (after `max_num_load_retries` more attempts) ends
+  in state END with the error, which GetModelStatus shows, and the last good
+  version keeps serving;
+- version labels map names to versions; as in TF Serving a label may only point
+  at an AVAILABLE version unless `allow_version_labels_for_unavailable_models`.
+
+SavedModels with an object graph (written by TF2's tf.saved_model.save, Keras'
+export) are loaded with `tf.saved_model.load`; TF1-style ones (SavedModelBuilder,
+no object graph) in a `tf.compat.v1.Session`, the way TF Serving's C++ loader runs
+every model, so their Classify/Regress SignatureDefs work unchanged.
+
+Example:
+    >>> manager = ModelManager(file_system_poll_wait_seconds=1)
+    >>> manager.reload_config(config)
+    >>> with manager.handle(model_spec) as servable:
+    ...     servable.run("serving_default", {"image": x}, ["probabilities"])
+"""
+
+import contextlib
+import dataclasses
+import logging
+import os
+import re
+import threading
+import time
+from concurrent import futures
+
+import grpc
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.errors import ServingError, code_from_int
+
+log = logging.getLogger(__name__)
+
+State = get_model_status_pb2.ModelVersionStatus.State
+TENSORFLOW_PLATFORM = "tensorflow"
+
+
+def as_serving_error(e: BaseException) -> ServingError:
+    """A ServingError for whatever a load or a model run raised."""
+    if isinstance(e, ServingError):
+        return e
+    if isinstance(e, tf.errors.OpError):
+        return ServingError(code_from_int(e.error_code), _clean_op_message(e.message))
+    return ServingError(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+
+
+def _clean_op_message(message):
+    # Eager function calls wrap the kernel's message in Python-side context that
+    # TF Serving's session-based runs do not have; keep the kernel's own words.
+    message = re.sub(r"^Graph execution error:\s*", "", message)
+    message = re.sub(
+        r"^Detected at node .*? defined at \(most recent call last\):\n(?:.*\n)*?<stack traces unavailable>\n",
+        "",
+        message,
+    )
+    message = re.sub(r"\s*\[Op:__inference_[^\]]*\]\s*$", "", message)
+    return message.strip()
+
+
+# Loaded model versions.
+
+
+class Servable:
+    """One loaded version of one model: its SignatureDefs and a way to run them.
+
+    Attributes:
+        name: the model name.
+        version: the version number.
+        path: the version folder.
+        signature_defs: dict of signature key -> `SignatureDef` proto, exactly as
+            stored in saved_model.pb (what GetModelMetadata returns).
+    """
+
+    def __init__(self, name, version, path, signature_defs):
+        self.name = name
+        self.version = version
+        self.path = path
+        self.signature_defs = signature_defs
+        self._refs = 0
+        self._retired = False
+        self._lock = threading.Lock()
+
+    def run(self, signature_name, inputs, output_keys):
+        """Run a signature on numpy inputs (keyed by alias); return the outputs asked for."""
+        raise NotImplementedError
+
+    def acquire(self):
+        with self._lock:
+            self._refs += 1
+
+    def release(self):
+        with self._lock:
+            self._refs -= 1
+            close = self._retired and self._refs == 0
+        if close:
+            self._close()
+
+    def retire(self):
+        """Unload: free the model once the requests still using it have finished."""
+        with self._lock:
+            self._retired = True
+            close = self._refs == 0
+        if close:
+            self._close()
+
+    def _close(self):
+        pass
+
+
+class _ObjectGraphServable(Servable):
+    """A TF2 SavedModel, run through the concrete functions of its signatures."""
+
+    def __init__(self, name, version, path, signature_defs, tags):
+        super().__init__(name, version, path, signature_defs)
+        self._loaded = tf.saved_model.load(path, tags=list(tags))
+        self._functions = dict(self._loaded.signatures)
+
+    def run(self, signature_name, inputs, output_keys):
+        function = self._functions[signature_name]
+        outputs = function(**{alias: tf.constant(value) for alias, value in inputs.items()})
+        return {alias: outputs[alias].numpy() for alias in output_keys}
+
+    def _close(self):
+        self._functions = {}
+        self._loaded = None
+
+
+class _SessionServable(Servable):
+    """A TF1-style SavedModel, run in a Session by tensor names as TF Serving runs it."""
+
+    def __init__(self, name, version, path, signature_defs, tags):
+        super().__init__(name, version, path, signature_defs)
+        self._graph = tf.Graph()
+        self._session = tf.compat.v1.Session(graph=self._graph)
+        try:
+            with self._graph.as_default():
+                tf.compat.v1.saved_model.loader.load(self._session, list(tags), path)
+        except BaseException:
+            self._session.close()
+            raise
+
+    def run(self, signature_name, inputs, output_keys):
+        signature = self.signature_defs[signature_name]
+        feed = {signature.inputs[alias].name: value for alias, value in inputs.items()}
+        fetches = [signature.outputs[alias].name for alias in output_keys]
+        values = self._session.run(fetches, feed_dict=feed)
+        return dict(zip(output_keys, values))
+
+    def _close(self):
+        self._session.close()
+
+
+def read_meta_graph(path, tags):
+    """The MetaGraphDef of a SavedModel whose tag set is exactly `tags`, as TF Serving picks it."""
+    pb = os.path.join(path, "saved_model.pb")
+    pbtxt = os.path.join(path, "saved_model.pbtxt")
+    saved_model = saved_model_pb2.SavedModel()
+    if os.path.exists(pb):
+        with open(pb, "rb") as f:
+            saved_model.ParseFromString(f.read())
+    elif os.path.exists(pbtxt):
+        from google.protobuf import text_format
+
+        with open(pbtxt) as f:
+            text_format.Parse(f.read(), saved_model)
+    else:
+        raise ServingError(
+            grpc.StatusCode.NOT_FOUND,
+            f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {path}. "
+            "Check that the directory exists and that you have the right permissions for "
+            "accessing it.",
+        )
+    for meta_graph in saved_model.meta_graphs:
+        if set(meta_graph.meta_info_def.tags) == set(tags):
+            return meta_graph
+    raise ServingError(
+        grpc.StatusCode.NOT_FOUND,
+        "Could not find meta graph def matching supplied tags: { "
+        + " ".join(sorted(tags))
+        + " }. To inspect available tag-sets in the SavedModel, please use the SavedModel "
+        "CLI: `saved_model_cli`",
+    )
+
+
+def load_servable(name, version, path, tags=("serve",)):
+    """Load one version folder; raise ServingError if it cannot be loaded."""
+    try:
+        meta_graph = read_meta_graph(path, tags)
+        signature_defs = dict(meta_graph.signature_def)
+        if len(meta_graph.object_graph_def.nodes):
+            return _ObjectGraphServable(name, version, path, signature_defs, tags)
+        return _SessionServable(name, version, path, signature_defs, tags)
+    except Exception as e:
+        raise as_serving_error(e) from e
+
+
+# The manager.
+
+
+@dataclasses.dataclass
+class VersionStatus:
+    """What GetModelStatus reports for one version."""
+
+    version: int
+    state: int  # a ModelVersionStatus.State value
+    error: ServingError | None = None
+
+
+@dataclasses.dataclass
+class _Model:
+    config: model_server_config_pb2.ModelConfig
+    serving: dict = dataclasses.field(default_factory=dict)  # version -> Servable
+    failed: set = dataclasses.field(default_factory=set)  # versions whose load failed
+    last_listing: object = None  # what the last poll found, to log changes once
+
+
+def _platform(config):
+    """TF Serving's GetPlatform: the model_platform, or the deprecated model_type."""
+    if config.model_type != model_server_config_pb2.MODEL_TYPE_UNSPECIFIED:
+        if config.model_platform:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "Illegal setting both ModelServerConfig::model_type (deprecated) and "
+                "ModelServerConfig::model_platform.",
+            )
+        if config.model_type == model_server_config_pb2.TENSORFLOW:
+            return TENSORFLOW_PLATFORM
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"ModelServerConfig::model_type choice {config.model_type} not supported.",
+        )
+    if not config.model_platform:
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
+            "ModelServerConfig::model_platform.",
+        )
+    return config.model_platform
+
+
+def _is_relative(path):
+    return "://" not in path and not os.path.isabs(path)
+
+
+def validate_config(config):
+    """Refuse a ModelServerConfig the way ServerCore::ReloadConfig refuses it."""
+    kind = config.WhichOneof("config")
+    if kind == "custom_model_config":
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT, "ModelServer does not yet support custom model config."
+        )
+    names = set()
+    for model in config.model_config_list.config:
+        if model.name in names:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Illegal to list model {model.name} multiple times in config list",
+            )
+        names.add(model.name)
+        if _is_relative(model.base_path):
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Expected model {model.name} to have an absolute path or URI; "
+                f"got base_path()={model.base_path}",
+            )
+    for model in config.model_config_list.config:
+        platform = _platform(model)
+        if platform != TENSORFLOW_PLATFORM:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Model {model.name} requests unsupported platform {platform}",
+            )
+
+
+class ModelManager:
+    """Loads, serves and unloads model versions as the config and the disk change.
+
+    Args:
+        file_system_poll_wait_seconds: how often to poll the base paths; 0 polls
+            once (at start), a negative value never polls.
+        num_load_threads: load this many versions at once (0 or 1: one at a time).
+        max_num_load_retries: retries after a failed load before giving up.
+        load_retry_interval_micros: the wait between retries.
+        allow_version_labels_for_unavailable_models: let labels point at versions
+            that are not available yet (TF Serving's flag).
+        saved_model_tags: the MetaGraphDef tag set to load.
+        warmup: called with each newly loaded `Servable` before it serves; an
+            exception fails the load (TF Serving's model warmup).
+        on_unload: called with each unloaded `Servable`.
+    """
+
+    def __init__(
+        self,
+        *,
+        file_system_poll_wait_seconds=1.0,
+        num_load_threads=0,
+        max_num_load_retries=5,
+        load_retry_interval_micros=60_000_000,
+        allow_version_labels_for_unavailable_models=False,
+        saved_model_tags=("serve",),
+        warmup=None,
+        on_unload=None,
+    ):
+        self.file_system_poll_wait_seconds = file_system_poll_wait_seconds
+        self.num_load_threads = num_load_threads
+        self.max_num_load_retries = max_num_load_retries
+        self.load_retry_interval_micros = load_retry_interval_micros
+        self.allow_version_labels_for_unavailable_models = allow_version_labels_for_unavailable_models
+        self.saved_model_tags = tuple(saved_model_tags)
+        self._warmup = warmup
+        self._on_unload = on_unload
+        self._lock = threading.Lock()  # guards the maps read by requests
+        self._control = threading.RLock()  # one reconfiguration or poll at a time
+        self._config = model_server_config_pb2.ModelServerConfig()
+        self._models = {}  # name -> _Model
+        self._labels = {}  # name -> {label: version}
+        self._states = {}  # name -> {version: VersionStatus}, kept after unloads
+        self._stop = threading.Event()
+        self._poller = None
+
+    # Requests.
+
+    @contextlib.contextmanager
+    def handle(self, model_spec):
+        """Hold the servable a ModelSpec resolves to for the length of a request.
+
+        Raises:
+            ServingError: INVALID_ARGUMENT for a missing name or unknown label,
+                NOT_FOUND "Servable not found for request: Latest(name)" /
+                "Specific(name, version)" when nothing matching is loaded.
+        """
+        servable = self._acquire(model_spec)
+        try:
+            yield servable
+        finally:
+            servable.release()
+
+    def _acquire(self, model_spec):
+        name = model_spec.name
+        if not name:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "ModelSpec has no name specified.")
+        choice = model_spec.WhichOneof("version_choice")
+        with self._lock:
+            model = self._models.get(name)
+            serving = model.serving if model is not None else {}
+            if choice is None:
+                servable = serving[max(serving)] if serving else None
+                request = f"Latest({name})"
+            else:
+                if choice == "version_label":
+                    label = model_spec.version_label
+                    version = self._labels.get(name, {}).get(label)
+                    if version is None:
+                        raise ServingError(
+                            grpc.StatusCode.INVALID_ARGUMENT,
+                            f"Unrecognized servable version label: {label}",
+                        )
+                else:
+                    version = model_spec.version.value
+                servable = serving.get(version)
+                request = f"Specific({name}, {version})"
+            if servable is None:
+                raise ServingError(
+                    grpc.StatusCode.NOT_FOUND, f"Servable not found for request: {request}"
+                )
+            servable.acquire()
+        return servable
+
+    def version_states(self, name):
+        """VersionStatus of every version of a model ever seen, highest version first."""
+        with self._lock:
+            states = self._states.get(name, {})
+            return [states[v] for v in sorted(states, reverse=True)]
+
+    def model_names(self):
+        with self._lock:
+            return list(self._models)
+
+    @property
+    def config(self):
+        with self._lock:
+            return self._config
+
+    # Configuration.
+
+    def reload_config(self, config):
+        """Serve the models of a ModelServerConfig (ServerCore::ReloadConfig).
+
+        Models new to this config are loaded before this returns; models no longer
+        listed are unloaded; the others keep serving and pick up their new version
+        policy and labels.
+
+        Raises:
+            ServingError: the config is invalid, a label points at an unavailable
+                version, or a new model failed to load (UNKNOWN "N model(s) did not
+                become available: ...").
+        """
+        with self._control:
+            if config.WhichOneof("config") is None:
+                log.info("Taking no action for empty config.")
+                return
+            validate_config(config)
+            labels = self._label_map(config)
+            added = []
+            with self._lock:
+                old = self._models
+                models = {}
+                for model_config in config.model_config_list.config:
+                    model = old.get(model_config.name)
+                    if model is None:
+                        model = _Model(config=model_config)
+                        added.append(model_config.name)
+                    else:
+                        model.config = model_config
+                    models[model_config.name] = model
+                removed = [old[name] for name in old if name not in models]
+                self._models = models
+                self._labels = labels
+                self._config = config
+            for model in removed:
+                for version in sorted(model.serving):
+                    self._unload(model, version)
+            self._reconcile_all()
+            self._raise_if_unavailable(added)
+
+    def _label_map(self, config):
+        # ServerCore::UpdateModelVersionLabelMap, against the states *before* this
+        # config's loads: a label may only name a version that serves now.
+        labels = {}
+        for model_config in config.model_config_list.config:
+            name = model_config.name
+            states = {s.version: s for s in self.version_states(name)}
+            for label, version in model_config.version_labels.items():
+                allow = False
+                if self.allow_version_labels_for_unavailable_models:
+                    existing = self._labels.get(name, {}).get(label)
+                    allow = existing is None or existing == version
+                state = states.get(version)
+                if not allow and (state is None or state.state != State.AVAILABLE):
+                    raise ServingError(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"Request to assign label to version {version} of model {name}, "
+                        "which is not currently available for inference",
+                    )
+                labels.setdefault(name, {})[label] = version
+        return labels
+
+    def _raise_if_unavailable(self, names):
+        failures = []
+        for name in names:
+            with self._lock:
+                model = self._models.get(name)
+                serving = bool(model and model.serving)
+            if serving:
+                continue
+            for status in self.version_states(name):
+                if status.error is not None:
+                    failures.append(
+                        f"{{name: {name} version: {status.version} due to error: {status.error}}}, "
+                    )
+                    break
+        if failures:
+            raise ServingError(
+                grpc.StatusCode.UNKNOWN,
+                f"{len(failures)} model(s) did not become available: {{{''.join(failures)}}}",
+            )
+
+    # Polling.
+
+    def start(self):
+        """Start polling the base paths (reload_config has already done the first pass)."""
+        if self.file_system_poll_wait_seconds > 0 and self._poller is None:
+            self._poller = threading.Thread(target=self._poll_loop, name="fs_poll", daemon=True)
+            self._poller.start()
+
+    def stop(self):
+        """Stop polling and unload every version."""
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join()
+            self._poller = None
+        with self._control:
+            with self._lock:
+                models = list(self._models.values())
+            for model in models:
+                for version in sorted(model.serving):
+                    self._unload(model, version)
+
+    def poll(self):
+        """One pass over every base path: load, unload, as the version policies say."""
+        with self._control:
+            self._reconcile_all()
+
+    def _poll_loop(self):
+        while not self._stop.wait(self.file_system_poll_wait_seconds):
+            try:
+                self.poll()
+            except Exception:
+                log.exception("Polling the model base paths failed")
+
+    def _reconcile_all(self):
+        with self._lock:
+            models = list(self._models.values())
+        plans = [(model, self._aspired_versions(model)) for model in models]
+        jobs = []
+        for model, aspired in plans:
+            if aspired is None:
+                continue
+            # A version that left the aspired set and comes back is tried again.
+            model.failed &= aspired
+            new = sorted((v for v in aspired if v not in model.serving and v not in model.failed),
+                         reverse=True)
+            jobs.extend((model, version) for version in new)
+        self._load_all(jobs)
+        for model, aspired in plans:
+            if aspired is None:
+                continue
+            unaspired = [v for v in model.serving if v not in aspired]
+            # AvailabilityPreservingPolicy: unload only once an aspired version
+            # serves (or none is aspired at all), so the model never goes dark.
+            if unaspired and (not aspired or any(v in model.serving for v in aspired)):
+                for version in sorted(unaspired):
+                    self._unload(model, version)
+
+    def _aspired_versions(self, model):
+        """The versions the policy wants from what is on disk (None if unreadable)."""
+        config = model.config
+        base = config.base_path
+        try:
+            entries = os.listdir(base)
+        except OSError as e:
+            listing = ("error", str(e))
+            if model.last_listing != listing:
+                log.error("Could not find base path %s for servable %s: %s", base, config.name, e)
+            model.last_listing = listing
+            return None
+        versions = set()
+        for entry in entries:
+            # Only all-digit folder names are versions; temporary folders an
+            # exporter renames into place are skipped.
+            if entry.isdigit() and os.path.isdir(os.path.join(base, entry)):
+                versions.add(int(entry))
+        if not versions and model.last_listing != ("empty",):
+            log.warning(
+                "No versions of servable %s found under base path %s. Did you forget to name "
+                "your leaf directory as a number (eg. '/1/')?", config.name, base,
+            )
+        model.last_listing = ("empty",) if not versions else ("ok",)
+        policy = config.model_version_policy
+        kind = policy.WhichOneof("policy_choice")
+        if kind == "all":
+            return versions
+        if kind == "specific":
+            wanted = set(policy.specific.versions)
+            missing = wanted - versions
+            if missing and model.last_listing != ("missing", tuple(sorted(missing))):
+                log.warning("Versions %s of servable %s not found under base path %s",
+                            sorted(missing), config.name, base)
+            return wanted & versions
+        num = policy.latest.num_versions if kind == "latest" and policy.latest.num_versions > 0 else 1
+        return set(sorted(versions, reverse=True)[:num])
+
+    # Loading and unloading.
+
+    def _set_state(self, name, version, state, error=None):
+        with self._lock:
+            self._states.setdefault(name, {})[version] = VersionStatus(version, state, error)
+
+    def _load_all(self, jobs):
+        if not jobs:
+            return
+        if self.num_load_threads > 1 and len(jobs) > 1:
+            with futures.ThreadPoolExecutor(self.num_load_threads, thread_name_prefix="load") as pool:
+                list(pool.map(lambda job: self._load(*job), jobs))
+        else:
+            for job in jobs:
+                self._load(*job)
+
+    def _load(self, model, version):
+        name = model.config.name
+        path = os.path.join(model.config.base_path, str(version))
+        self._set_state(name, version, State.START)
+        self._set_state(name, version, State.LOADING)
+        log.info("Loading servable: {name: %s version: %d}", name, version)
+        attempts = max(0, self.max_num_load_retries) + 1
+        error = None
+        for attempt in range(attempts):
+            if attempt:
+                if self._stop.wait(max(0, self.load_retry_interval_micros) / 1e6):
+                    break
+                log.info("Retrying load of servable: {name: %s version: %d}", name, version)
+            servable = None
+            try:
+                servable = load_servable(name, version, path, self.saved_model_tags)
+                if self._warmup is not None:
+                    self._warmup(servable)
+            except Exception as e:
+                error = as_serving_error(e)
+                if servable is not None:
+                    servable.retire()
+                log.error("Loading servable: {name: %s version: %d} failed: %s", name, version, error)
+                continue
+            with self._lock:
+                model.serving[version] = servable
+                self._states.setdefault(name, {})[version] = VersionStatus(version, State.AVAILABLE)
+            log.info("Successfully loaded servable version {name: %s version: %d}", name, version)
+            return
+        model.failed.add(version)
+        self._set_state(name, version, State.END, error)
+
+    def _unload(self, model, version):
+        name = model.config.name
+        with self._lock:
+            servable = model.serving.pop(version, None)
+            self._states.setdefault(name, {})[version] = VersionStatus(version, State.UNLOADING)
+        if servable is not None:
+            servable.retire()
+            if self._on_unload is not None:
+                self._on_unload(servable)
+        self._set_state(name, version, State.END)
+        log.info("Unloaded servable version {name: %s version: %d}", name, version)
