@@ -196,9 +196,11 @@ def _write_saved_model(source: _Source, signatures, export_dir: pathlib.Path) ->
     _set_method_names(export_dir, {k: e.method_name for k, e in signatures.endpoints.items()})
 
 
-def _publish(tmp: pathlib.Path, final: pathlib.Path) -> None:
+def _publish(tmp: pathlib.Path, final: pathlib.Path, overwrite: bool) -> None:
     """Renames the verified temp folder to its version number (atomic on one file system)."""
-    if final.exists():  # overwrite was asked for: move the old version aside first
+    if final.exists() and not overwrite:
+        raise ExportError(f"{final} appeared while exporting (another export?). Export again.")
+    if final.exists():  # move the old version aside first; TF Serving ignores ".old-*"
         old = final.with_name(f".old-{final.name}-{os.getpid()}")
         os.rename(final, old)
         try:
@@ -317,6 +319,7 @@ def export_saved_model(
         model_card.write_model_card(tmp, card)
         if verify:
             methods = {k: e.method_name for k, e in signatures.endpoints.items()}
+            verify_started = time.perf_counter()
             report = verification.verify_in_subprocess([(tmp, expected, methods)], verify_timeout)[0]
             if not report["ok"]:
                 raise VerificationError(
@@ -324,9 +327,10 @@ def export_saved_model(
                     f"published:\n  " + "\n  ".join(report["errors"])
                 )
             card["verification"] = {k: report[k] for k in ("loaders", "max_abs_diff", "records")}
-            card["verification"]["tolerance"] = verification.TOLERANCE
+            card["verification"].update(tolerance=verification.TOLERANCE,
+                                        seconds=round(time.perf_counter() - verify_started, 2))
             model_card.write_model_card(tmp, card)
-        _publish(tmp, final)
+        _publish(tmp, final, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         for d in reversed(created):  # folders this export made, if still empty

@@ -24,13 +24,14 @@ then:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Registers `export` on the `zoo` CLI's subparsers; the handler is `args.func(args)`.
+    """Registers `export` on the `zoo` CLI's subparsers; the handler is `args.fn(args)`.
 
     Example:
         >>> parser = argparse.ArgumentParser(prog="zoo")
         >>> add_parser(parser.add_subparsers(dest="command"))
         >>> args = parser.parse_args(["export", "runs/simple_cnn-digits", "--model-name", "digits"])
-        >>> args.func(args)
+        >>> args.fn(args)
+        0
     """
     p = subparsers.add_parser(
         "export", help="export a trained run as a verified SavedModel for TF Serving",
@@ -53,7 +54,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="training examples for warm-up records and verification (default: 4)")
     p.add_argument("--version-policy", help="models.config policy: latest, latest:N, all, specific:1,2")
     p.add_argument("--serving-base-path", help="base path as the server sees it, for models.config")
-    p.set_defaults(func=run_export)
+    p.set_defaults(fn=run_export, func=run_export)  # zoo.cli calls args.fn(args)
     return p
 
 

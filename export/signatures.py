@@ -184,8 +184,9 @@ def image_classification(model, label_names, staging_dir) -> Signatures:
         has_bytes = tf.strings.length(encoded) > 0
         well_formed = tf.logical_or(has_bytes, tf.equal(flat.row_lengths(), size))
         check = tf.debugging.Assert(tf.reduce_all(well_formed), [
-            f"Each tf.Example needs '{ENCODED_FEATURE}' (JPEG/PNG/GIF/BMP bytes) or "
-            f"'{PIXELS_FEATURE}' ({size} floats: {height}x{width}x{channels} pixels, 0-255)."])
+            # No quotes: the assertion message is C-escaped on its way to the client.
+            f"Each tf.Example needs feature {ENCODED_FEATURE} (JPEG/PNG/GIF/BMP bytes) or "
+            f"feature {PIXELS_FEATURE} ({size} floats: {height}x{width}x{channels} pixels, 0-255)."])
         with tf.control_dependencies([check]):
             dense = tf.reshape(flat.to_tensor(0.0, shape=(None, size)), (-1, height, width, channels))
         images = tf.map_fn(

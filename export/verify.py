@@ -204,15 +204,17 @@ def verify_in_subprocess(jobs, timeout: float = 600) -> list[dict]:
         spec = []
         for i, (export_dir, expected, methods) in enumerate(jobs):
             np.save(os.path.join(tmp, f"{i}.npy"), np.asarray(expected, np.float64))
-            spec.append({"export_dir": str(export_dir), "expected": os.path.join(tmp, f"{i}.npy"),
-                         "methods": methods or {}})
+            spec.append({"export_dir": str(pathlib.Path(export_dir).resolve()),
+                         "expected": os.path.join(tmp, f"{i}.npy"), "methods": methods or {}})
         jobs_file = os.path.join(tmp, "jobs.json")
         pathlib.Path(jobs_file).write_text(json.dumps(spec))
         root = str(pathlib.Path(__file__).resolve().parents[1])
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         try:
-            proc = subprocess.run([sys.executable, "-m", "export.verify", jobs_file], env=env,
+            # Run in the empty temp folder: `-m` puts the working folder first on sys.path,
+            # where a user's own "export/" folder (a base path, say) would shadow this package.
+            proc = subprocess.run([sys.executable, "-m", "export.verify", jobs_file], env=env, cwd=tmp,
                                   capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return [{"export_dir": s["export_dir"], "ok": False,

@@ -22,7 +22,6 @@ Example:
 
 import collections
 import dataclasses
-import logging
 import os
 import threading
 import time
@@ -31,9 +30,7 @@ import grpc
 import numpy as np
 
 from serving.errors import ServingError
-
-log = logging.getLogger(__name__)
-
+from serving.servables import as_serving_error
 
 @dataclasses.dataclass(frozen=True)
 class BatchingOptions:
@@ -200,6 +197,8 @@ class BatchScheduler:
             if queue.open_size == self.options.max_batch_size:
                 queue.close_open()
             self._cv.notify()
+        if timeout is not None:
+            timeout = min(max(timeout, 0.0), threading.TIMEOUT_MAX)
         if not task.done.wait(timeout):
             task.cancelled = True
             raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
@@ -296,7 +295,7 @@ class BatchScheduler:
             for task in tasks:
                 task.error = e
         except Exception as e:  # the model failed: every task in the batch learns why
-            error = _as_serving_error(e)
+            error = as_serving_error(e)
             for task in tasks:
                 task.error = error
         finally:
@@ -309,9 +308,3 @@ class BatchScheduler:
                 return size
         return total
 
-
-def _as_serving_error(e):
-    # Late import: servables imports TF; this keeps batching's own import light.
-    from serving.servables import as_serving_error
-
-    return as_serving_error(e)

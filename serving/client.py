@@ -174,14 +174,24 @@ class _GrpcTransport:
         except grpc.RpcError as e:
             raise ClientError(e.code(), e.details() or str(e)) from None
 
+    def predict(self, spec, arrays: dict, output_filter, signature: dict, timeout: float) -> dict:
+        from tensorflow_serving.apis import predict_pb2
+
+        request = predict_pb2.PredictRequest(model_spec=spec, output_filter=list(output_filter or []))
+        for name, array in arrays.items():
+            request.inputs[name].CopyFrom(to_tensor_proto(array))
+        response = self.call("Predict", request, timeout)
+        return {name: from_tensor_proto(t) for name, t in response.outputs.items()}
+
     def close(self):
         self._channel.close()
 
 
 class _RestTransport:
-    """TF Serving's REST API behind the same proto-in, proto-out calls as gRPC."""
+    """TF Serving's REST API behind the same calls as gRPC (protos in and out, but
+    numpy for predict)."""
 
-    def __init__(self, target: str, client: "Client"):
+    def __init__(self, target: str):
         url = target if "://" in target else f"http://{target}"
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -191,7 +201,6 @@ class _RestTransport:
         self._host = parts.hostname
         self._port = parts.port or (443 if self._https else 80)
         self._prefix = parts.path.rstrip("/")
-        self._client = client
         self._local = threading.local()  # one keep-alive connection per thread
 
     def close(self):
@@ -262,26 +271,22 @@ class _RestTransport:
             path += "/labels/" + urllib.parse.quote(spec.version_label, safe="")
         return path
 
-    def _Predict(self, request, timeout):
+    def predict(self, spec, arrays: dict, output_filter, signature: dict, timeout: float) -> dict:
         from serving.rest import tensor_json
-        from tensorflow_serving.apis import predict_pb2
 
-        inputs = {name: from_tensor_proto(t) for name, t in request.inputs.items()}
-        body = ('{"signature_name": ' + json.dumps(request.model_spec.signature_name) + ', "inputs": {'
-                + ", ".join(f"{json.dumps(n)}: {tensor_json(a, n)}" for n, a in inputs.items()) + "}}")
-        doc = self.request("POST", self._path(request.model_spec) + ":predict", body.encode(), timeout)
-        signature = self._client._signature(request.model_spec)
+        # Columnar ("inputs") format: inputs need not share a batch size. Floats go as
+        # Python writes doubles: fast, and exact once the server narrows them again.
+        body = ('{"signature_name": ' + json.dumps(spec.signature_name) + ', "inputs": {'
+                + ", ".join(f"{json.dumps(n)}: {tensor_json(a, n, short_floats=False)}" for n, a in arrays.items())
+                + "}}")
+        doc = self.request("POST", self._path(spec) + ":predict", body.encode(), timeout)
         outputs = doc.get("outputs")
         if not isinstance(outputs, dict) or (set(outputs) == {"b64"} and "b64" not in signature["outputs"]):
-            outputs = {next(iter(signature["outputs"])): outputs}  # a lone output comes unnamed
-        response = predict_pb2.PredictResponse()
-        response.model_spec.CopyFrom(request.model_spec)
-        for name, value in outputs.items():
-            if request.output_filter and name not in request.output_filter:
-                continue
-            dtype = signature["outputs"].get(name, {}).get("dtype")
-            response.outputs[name].CopyFrom(to_tensor_proto(_array_from_json(value, dtype), dtype))
-        return response
+            outputs = {next(iter(signature["outputs"]), "outputs"): outputs}  # a lone output comes unnamed
+        return {
+            name: _array_from_json(value, signature["outputs"].get(name, {}).get("dtype"))
+            for name, value in outputs.items() if not output_filter or name in output_filter
+        }
 
     def _examples_body(self, request) -> bytes:
         which = request.input.WhichOneof("kind")
@@ -439,7 +444,7 @@ class Client:
         self.retries = int(retries)
         self.backoff = float(backoff)
         self._transport = (_GrpcTransport(target, max_message_bytes, grpc_options) if protocol == "grpc"
-                           else _RestTransport(target, self))
+                           else _RestTransport(target))
         self._signatures = {}  # (version, label, signature) -> parsed signature
         self._lock = threading.Lock()
 
@@ -470,10 +475,13 @@ class Client:
         return spec
 
     def _call(self, method: str, request):
-        """One RPC with a deadline per attempt, retried on UNAVAILABLE with backoff."""
+        return self._retry(method, lambda: self._transport.call(method, request, self.timeout))
+
+    def _retry(self, method: str, attempt_fn):
+        """One call with a deadline per attempt, retried on UNAVAILABLE with backoff."""
         for attempt in range(self.retries + 1):
             try:
-                return self._transport.call(method, request, self.timeout)
+                return attempt_fn()
             except ClientError as e:
                 if e.code != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
                     raise
@@ -483,20 +491,21 @@ class Client:
                 time.sleep(delay)
 
     def _signature(self, spec) -> dict:
-        """The (cached) signature `spec` asks for: {"inputs"|"outputs": {name: {dtype, shape}}}."""
+        """The (cached) signature `spec` asks for: {"inputs"|"outputs": {name: {dtype, shape}}}.
+
+        A signature the model lacks is {} here: the request goes out as it is and the
+        server answers with its own error.
+        """
         key = (spec.version.value if spec.HasField("version") else None, spec.version_label,
                spec.signature_name or DEFAULT_SIGNATURE)
         with self._lock:
             if key in self._signatures:
                 return self._signatures[key]
-        meta = self.metadata(version=key[0], label=key[1] or None)
-        if key[2] not in meta["signatures"]:
-            raise ClientError(grpc.StatusCode.INVALID_ARGUMENT,
-                              f'Serving signature name: "{key[2]}" not found in signature def '
-                              f"(the model has: {', '.join(sorted(meta['signatures']))})")
+        signature = self.metadata(version=key[0], label=key[1] or None)["signatures"].get(
+            key[2], {"inputs": {}, "outputs": {}})
         with self._lock:
-            self._signatures[key] = meta["signatures"][key[2]]
-        return self._signatures[key]
+            self._signatures[key] = signature
+        return signature
 
     def predict(self, inputs: dict, signature: str = DEFAULT_SIGNATURE, version=None, label=None,
                 output_filter=None) -> dict:
@@ -512,22 +521,18 @@ class Client:
         Returns:
             dict of numpy arrays; strings are object arrays of bytes.
         """
-        from tensorflow_serving.apis import predict_pb2
-
         spec = self._spec(version, label, signature)
         sig = self._signature(spec)
-        request = predict_pb2.PredictRequest(model_spec=spec, output_filter=list(output_filter or []))
-        for name, value in inputs.items():
-            dtype = sig["inputs"].get(name, {}).get("dtype")
-            request.inputs[name].CopyFrom(to_tensor_proto(value, dtype))
+        arrays = {name: _as_array(value, sig["inputs"].get(name, {}).get("dtype"))
+                  for name, value in inputs.items()}
         try:
-            response = self._call("Predict", request)
+            return self._retry("Predict", lambda: self._transport.predict(
+                spec, arrays, output_filter, sig, self.timeout))
         except ClientError:
-            self._forget(spec)  # a new model version may have brought a new signature
+            self._forget()  # a new model version may have brought a new signature
             raise
-        return {name: from_tensor_proto(t) for name, t in response.outputs.items()}
 
-    def _forget(self, spec):
+    def _forget(self):
         with self._lock:
             self._signatures.clear()
 

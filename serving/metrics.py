@@ -106,8 +106,9 @@ class Metrics:
         self.request_count.inc(model_name, status)
         self.request_latency.labels(model_name, api, entrypoint, status).observe(latency_us)
 
-    def record_runtime(self, model_name, api, latency_us):
-        self.runtime_latency.labels(model_name, api, "TF2").observe(latency_us)
+    def record_runtime(self, model_name, api, runtime, latency_us):
+        """Time spent running the model (`runtime`: "TF1" or "TF2")."""
+        self.runtime_latency.labels(model_name, api, runtime).observe(latency_us)
 
     def record_batch(self, model_name, op_name, size, padding):
         """One processed batch of `size` real rows plus `padding` padded ones."""

@@ -95,13 +95,8 @@ _INT64_MAX = 2**63 - 1
 _DEFAULT_SIGNATURE = "serving_default"
 
 
-class _Error(Exception):
-    """A failed request: a gRPC status code and TF Serving's message for it."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class _Error(ServingError):
+    """A request that fails in the REST layer itself (bad JSON, bad path)."""
 
 
 def _invalid(*parts) -> _Error:
@@ -321,7 +316,7 @@ def json_value_to_tensor(value, dtype: int) -> tensor_pb2.TensorProto:
 def _parse_json(body: bytes, max_depth: int):
     if not body:
         raise _invalid("JSON Parse error: The document is empty")
-    depth = _json_depth(body)
+    depth = _json_depth(body, max_depth)
     if depth > max_depth:
         raise _invalid(f"JSON Parse error: The document is nested {depth} levels deep, "
                        f"more than the limit of {max_depth}")
@@ -341,16 +336,24 @@ def _parse_json(body: bytes, max_depth: int):
 
 # A JSON string literal, quotes and escapes included (the "unrolled loop" form, fast in re).
 _JSON_STRING_RE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
-def _json_depth(body: bytes) -> int:
-    """How deeply arrays and objects nest in a JSON text, counted without parsing it."""
-    if body.count(b"[") + body.count(b"{") <= DEFAULT_MAX_JSON_DEPTH // 2:
-        return 0  # too few brackets to matter; skip the scan for small bodies
-    codes = np.frombuffer(_JSON_STRING_RE.sub(b'""', body), dtype=np.uint8)
-    step = (np.isin(codes, (ord("["), ord("{"))).astype(np.int32)
-            - np.isin(codes, (ord("]"), ord("}"))).astype(np.int32))
+def _bracket_depth(brackets: bytes) -> int:
+    step = np.frombuffer(brackets, np.uint8)
+    step = np.where((step == ord("[")) | (step == ord("{")), 1, -1)
     return int(np.cumsum(step).max(initial=0))
+
+
+def _json_depth(body: bytes, limit: int) -> int:
+    """How deeply arrays and objects nest in a JSON text (exactly once above `limit`),
+    counted without parsing it."""
+    brackets = body.translate(None, _NOT_BRACKETS)
+    if len(brackets) <= limit or _bracket_depth(brackets) <= limit:
+        # Brackets inside strings count here too, which only errs on the deep side.
+        return min(len(brackets), limit)
+    # Brackets inside string literals do not nest: count again without them.
+    return _bracket_depth(_JSON_STRING_RE.sub(b'""', body).translate(None, _NOT_BRACKETS))
 
 
 def _signature_name(doc: dict) -> str:
@@ -507,74 +510,94 @@ def _fill_examples(doc: dict, request) -> None:
 # ---------------------------------------------------------------------------
 
 _NONFINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+# Up to this many float32/float16 values are written in their shortest exact form
+# (0.2, as TF Serving's WriteDecimal writes it); beyond, numpy's per-value formatting
+# costs too much and the value is written as the float64 it widens to (0.20000000298),
+# which reads back as the same float32.
+SHORT_FLOAT_LIMIT = 1 << 16
+_COMPACT = {"separators": (",", ":"), "ensure_ascii": False}
 
 
-def _leaf_texts(array: np.ndarray, as_bytes: bool) -> np.ndarray:
-    """Each element of `array` as its JSON text (same shape, numpy str or object array)."""
-    kind = array.dtype.kind
-    if kind == "f":
-        # numpy prints the shortest text that reads back as the same float32 (0.2, not
-        # 0.200000003), which is what TF Serving's WriteDecimal does too.
-        texts = array.astype(str)
-        if not np.isfinite(array).all():
-            texts = np.vectorize(lambda s: _NONFINITE.get(s, s), otypes=[object])(texts)
-        return texts
-    if kind in "iu":
-        return array.astype(str)
-    if kind == "b":
-        return np.where(array, "true", "false")
-    if kind in "OSU":
-        return np.vectorize(lambda v: _string_json(v, as_bytes), otypes=[object])(array) \
-            if array.size else array.astype(object)
-    raise _invalid(f"Failed to write JSON value for tensor type: {array.dtype}")
+def _b64_value(value: bytes) -> dict:
+    return {"b64": base64.b64encode(value).decode("ascii")}
 
 
-def _string_json(value, as_bytes: bool) -> str:
-    if isinstance(value, str):
-        value = value.encode("utf-8")
+def _string_values(values: list, as_bytes: bool) -> list:
+    """bytes -> JSON values: text when it is UTF-8 (and not a *_bytes tensor), else b64."""
+    values = [v.encode("utf-8") if isinstance(v, str) else v for v in values]
     if not as_bytes:
         try:
-            return json.dumps(value.decode("utf-8"), ensure_ascii=False)
+            return [v.decode("utf-8") for v in values]
         except UnicodeDecodeError:
-            pass  # JSON cannot carry these bytes as text: send them as {"b64": ...}
-    return '{"b64": "' + base64.b64encode(value).decode("ascii") + '"}'
+            pass  # JSON cannot carry these bytes as text: send those as {"b64": ...}
+        out = []
+        for v in values:
+            try:
+                out.append(v.decode("utf-8"))
+            except UnicodeDecodeError:
+                out.append(_b64_value(v))
+        return out
+    return [_b64_value(v) for v in values]
 
 
-def _join(texts) -> str:
-    if not isinstance(texts, np.ndarray):  # one element of a row
-        return str(texts)
+def _join_texts(texts: np.ndarray) -> str:
+    """Nested JSON arrays from an array of already-rendered leaf texts."""
     if texts.ndim == 0:
         return str(texts[()])
-    if texts.ndim == 1:
-        return "[" + ",".join(texts.tolist()) + "]"
-    return "[" + ",".join(_join(t) for t in texts) + "]"
+    if texts.size == 0:
+        return json.dumps(np.zeros(texts.shape).tolist())
+    level = ["[" + ",".join(row) + "]" for row in texts.reshape(-1, texts.shape[-1]).tolist()]
+    for size in reversed(texts.shape[:-1]):
+        level = ["[" + ",".join(level[i:i + size]) + "]" for i in range(0, len(level), size)]
+    return level[0]
+
+
+def _render(array: np.ndarray, as_bytes: bool, short_floats: bool = True) -> str:
+    """An array as nested JSON text, with TF Serving's conventions (json_tensor.cc)."""
+    kind = array.dtype.kind
+    if kind == "f" and array.dtype.itemsize < 8 and short_floats and array.size <= SHORT_FLOAT_LIMIT:
+        texts = array.astype(str)
+        if not np.isfinite(array).all():
+            texts = np.vectorize(lambda t: _NONFINITE.get(t, t), otypes=[object])(texts)
+        return _join_texts(texts)
+    if kind == "f":
+        # Python writes each double in its shortest exact form; NaN/Infinity as TF Serving does.
+        return json.dumps(array.astype(np.float64).tolist(), **_COMPACT)
+    if kind in "iub":
+        return json.dumps(array.tolist(), **_COMPACT)
+    if kind in "OSU":
+        values = _string_values(array.ravel().tolist(), as_bytes)
+        nested = np.empty(len(values), dtype=object)
+        nested[:] = values
+        return json.dumps(nested.reshape(array.shape).tolist(), **_COMPACT)
+    raise _invalid(f"Failed to write JSON value for tensor type: {array.dtype}")
 
 
 def _as_ndarray(value) -> np.ndarray:
     return tf.make_ndarray(value) if isinstance(value, tensor_pb2.TensorProto) else np.asarray(value)
 
 
-def tensor_json(value, name: str = "") -> str:
+def tensor_json(value, name: str = "", short_floats: bool = True) -> str:
     """A tensor (TensorProto or numpy array) as nested JSON text.
 
-    Floats are written in their shortest exact form with NaN/Infinity tokens; strings
-    as JSON text, or `{"b64": ...}` when `name` ends in `_bytes` (TF Serving's rule for
-    binary outputs) or when the bytes are not valid UTF-8.
+    Floats are written in their shortest exact form (`short_floats`, up to
+    SHORT_FLOAT_LIMIT float32 values) with NaN/Infinity tokens; strings as JSON text,
+    or `{"b64": ...}` when `name` ends in `_bytes` (TF Serving's rule for binary
+    outputs) or when the bytes are not valid UTF-8.
     """
-    array = _as_ndarray(value)
-    return _join(_leaf_texts(array, name.endswith("_bytes")))
+    return _render(_as_ndarray(value), name.endswith("_bytes"), short_floats)
 
 
 def _predict_json(outputs, row_format: bool) -> str:
     if not outputs:
         raise _invalid("Cannot convert empty tensor map to JSON")
     arrays = {name: _as_ndarray(outputs[name]) for name in sorted(outputs)}
-    texts = {name: _leaf_texts(a, name.endswith("_bytes")) for name, a in arrays.items()}
     if not row_format:
-        if len(texts) == 1:
-            return '{"outputs": ' + _join(next(iter(texts.values()))) + "}"
+        if len(arrays) == 1:
+            (name, a), = arrays.items()
+            return '{"outputs": ' + _render(a, name.endswith("_bytes")) + "}"
         return '{"outputs": {' + ", ".join(
-            f"{json.dumps(n)}: {_join(t)}" for n, t in texts.items()) + "}}"
+            f"{json.dumps(n)}: {_render(a, n.endswith('_bytes'))}" for n, a in arrays.items()) + "}}"
     batch = 0
     for name, a in arrays.items():
         if a.ndim == 0:
@@ -585,17 +608,18 @@ def _predict_json(outputs, row_format: bool) -> str:
             raise _invalid(f"Tensor name: {name} has inconsistent batch size: {a.shape[0]} "
                            f"expecting: {batch}")
         batch = a.shape[0]
-    if len(texts) == 1:
-        t = next(iter(texts.values()))
-        rows = [_join(t[i]) for i in range(batch)]
+    columns = {name: [_render(a[i, ...], name.endswith("_bytes")) for i in range(batch)]
+               for name, a in arrays.items()}
+    if len(columns) == 1:
+        rows = next(iter(columns.values()))
     else:
-        rows = ["{" + ", ".join(f"{json.dumps(n)}: {_join(t[i])}" for n, t in texts.items()) + "}"
+        rows = ["{" + ", ".join(f"{json.dumps(n)}: {c[i]}" for n, c in columns.items()) + "}"
                 for i in range(batch)]
     return '{"predictions": [' + ", ".join(rows) + "]}"
 
 
 def _float_text(x: float) -> str:
-    return str(_leaf_texts(np.asarray(x, np.float32), False)[()])
+    return _render(np.asarray(x, np.float32), False)
 
 
 def _classification_json(result) -> str:
@@ -659,11 +683,18 @@ class _RestApi:
         self._max_depth = max_json_depth
         self._pool = None
         self._pool_lock = threading.Lock()
-        # A core that takes its own deadline gets it; otherwise we wait with one.
-        self._takes_timeout = {
-            name: "timeout" in _parameters(getattr(core, name, None))
-            for name in ("predict", "classify", "regress")
-        }
+        # serving.core.ServerCore takes `entrypoint` (the metrics label) and `timeout`
+        # (it bounds the wait for a batch); a core without `timeout` is waited on here.
+        self._kwargs, self._own_deadline = {}, set()
+        for name in ("predict", "classify", "regress", "get_model_metadata", "get_model_status"):
+            params = _parameters(getattr(core, name, None))
+            kwargs = {"entrypoint": "REST"} if "entrypoint" in params else {}
+            if name in ("predict", "classify", "regress") and self._timeout is not None:
+                if "timeout" in params:
+                    kwargs["timeout"] = self._timeout
+                else:
+                    self._own_deadline.add(name)
+            self._kwargs[name] = kwargs
 
     def close(self):
         if self._pool is not None:
@@ -710,7 +741,7 @@ class _RestApi:
             if metadata:
                 return self._metadata_json(spec)
             request = get_model_status_pb2.GetModelStatusRequest(model_spec=spec)
-            return _proto_json(self._core.get_model_status(request))
+            return _proto_json(self._call("get_model_status", request))
         raise malformed
 
     def _predict(self, spec, body: bytes) -> str:
@@ -743,21 +774,33 @@ class _RestApi:
         return _predict_json(response.outputs, row_format)
 
     def _signature_inputs(self, spec, signature_name: str) -> dict:
-        """The signature's inputs (name -> TensorInfo), from the core's model metadata."""
+        """The signature's inputs (name -> TensorInfo), whose dtypes type the JSON values."""
+        name = signature_name or _DEFAULT_SIGNATURE
+        not_found = _invalid(f'Serving signature name: "{name}" not found in signature def')
+        resolve = getattr(self._core, "resolve_signature", None)
+        if resolve is not None:  # serving.core.ServerCore: one signature, nothing serialized
+            lookup = model_pb2.ModelSpec()
+            lookup.CopyFrom(spec)
+            lookup.signature_name = name
+            try:
+                return dict(resolve(lookup)[1].inputs)
+            except ServingError as e:
+                if e.code == grpc.StatusCode.FAILED_PRECONDITION:
+                    raise not_found from None
+                raise
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         request.model_spec.CopyFrom(spec)
-        response = self._core.get_model_metadata(request)
+        response = self._call("get_model_metadata", request)
         sigs = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(sigs)
-        name = signature_name or _DEFAULT_SIGNATURE
         if name not in sigs.signature_def:
-            raise _invalid(f'Serving signature name: "{name}" not found in signature def')
+            raise not_found
         return dict(sigs.signature_def[name].inputs)
 
     def _metadata_json(self, spec) -> str:
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         request.model_spec.CopyFrom(spec)
-        response = self._core.get_model_metadata(request)
+        response = self._call("get_model_metadata", request)
         if "signature_def" not in response.metadata:
             raise _Error(grpc.StatusCode.INTERNAL, "Failed to find 'signature_def' key in the "
                          "GetModelMetadataResponse metadata map.")
@@ -771,11 +814,9 @@ class _RestApi:
 
     def _call(self, method: str, request):
         fn = getattr(self._core, method)
-        if self._timeout is None:
-            return fn(request)
-        if self._takes_timeout.get(method):
-            return fn(request, timeout=self._timeout)
-        future = self._executor().submit(fn, request)
+        if method not in self._own_deadline:
+            return fn(request, **self._kwargs[method])
+        future = self._executor().submit(fn, request, **self._kwargs[method])
         try:
             return future.result(timeout=self._timeout)
         except concurrent.futures.TimeoutError:
@@ -944,6 +985,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 class _HTTPServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops the SYNs of a burst of new clients, who
+    # then wait a full second to retry; TF Serving's listener takes many more.
+    request_queue_size = 1024
 
     def __init__(self, address, api, metrics_path, metrics_fn, max_body_bytes):
         if ":" in address[0]:
@@ -1030,7 +1074,8 @@ def start_rest_server(core, host: str, port: int, timeout_ms: int | None = 30000
         timeout_ms: --rest_api_timeout_in_ms; a call running longer answers 504
             DEADLINE_EXCEEDED. 0 or None: no limit.
         metrics_path, metrics_fn: serve `metrics_fn() -> (content_type, body)` at
-            this path (the monitoring config's Prometheus path).
+            this path (the monitoring config's Prometheus path); without a
+            metrics_fn, the core's `metrics_exposition`.
         max_body_bytes: larger bodies are refused with 413.
         max_json_depth: deeper JSON is refused with 400.
 
@@ -1039,6 +1084,8 @@ def start_rest_server(core, host: str, port: int, timeout_ms: int | None = 30000
         ...
         server.stop()
     """
+    if metrics_path and metrics_fn is None:
+        metrics_fn = getattr(core, "metrics_exposition", None)  # serving.core.ServerCore has it
     api = _RestApi(core, timeout_ms, max_json_depth)
     httpd = _HTTPServer((host, port), api, metrics_path, metrics_fn, max_body_bytes)
     server = RestServer(httpd, api)

@@ -10,9 +10,10 @@ AspiredVersionsManager do with the AvailabilityPreservingPolicy:
   version is loaded (and warmed up) while the old one keeps serving, and the old
   one is unloaded only once an aspired version is available, so a rollout never
   drops a request;
-- a version that fails to load (after `max_num_load_retries` more attempts) ends
-  in state END with the error, which GetModelStatus shows, and the last good
-  version keeps serving;
+- a version that fails to load is retried `max_num_load_retries` times, one
+  `load_retry_interval_micros` apart, on later polls (LOADING meanwhile), then
+  ends in state END with the error, which GetModelStatus shows; the last good
+  version keeps serving throughout;
 - version labels map names to versions; as in TF Serving a label may only point
   at an AVAILABLE version unless `allow_version_labels_for_unavailable_models`.
 
@@ -126,6 +127,8 @@ class Servable:
 class _ObjectGraphServable(Servable):
     """A TF2 SavedModel, run through the concrete functions of its signatures."""
 
+    runtime = "TF2"
+
     def __init__(self, name, version, path, signature_defs, tags):
         super().__init__(name, version, path, signature_defs)
         self._loaded = tf.saved_model.load(path, tags=list(tags))
@@ -143,6 +146,8 @@ class _ObjectGraphServable(Servable):
 
 class _SessionServable(Servable):
     """A TF1-style SavedModel, run in a Session by tensor names as TF Serving runs it."""
+
+    runtime = "TF1"
 
     def __init__(self, name, version, path, signature_defs, tags):
         super().__init__(name, version, path, signature_defs)
@@ -206,6 +211,10 @@ def load_servable(name, version, path, tags=("serve",)):
         if len(meta_graph.object_graph_def.nodes):
             return _ObjectGraphServable(name, version, path, signature_defs, tags)
         return _SessionServable(name, version, path, signature_defs, tags)
+    except IndexError as e:
+        # TF's pybind layer raises an absl OUT_OF_RANGE status (a truncated
+        # variables file: "Read less bytes than requested") as IndexError.
+        raise ServingError(grpc.StatusCode.OUT_OF_RANGE, str(e)) from e
     except Exception as e:
         raise as_serving_error(e) from e
 
@@ -226,8 +235,9 @@ class VersionStatus:
 class _Model:
     config: model_server_config_pb2.ModelConfig
     serving: dict = dataclasses.field(default_factory=dict)  # version -> Servable
-    failed: set = dataclasses.field(default_factory=set)  # versions whose load failed
-    last_listing: object = None  # what the last poll found, to log changes once
+    failed: set = dataclasses.field(default_factory=set)  # versions whose load gave up
+    retries: dict = dataclasses.field(default_factory=dict)  # version -> (attempts, retry time)
+    last_listing: object = None  # what the last poll found, to log a change once
 
 
 def _platform(config):
@@ -295,7 +305,8 @@ class ModelManager:
         file_system_poll_wait_seconds: how often to poll the base paths; 0 polls
             once (at start), a negative value never polls.
         num_load_threads: load this many versions at once (0 or 1: one at a time).
-        max_num_load_retries: retries after a failed load before giving up.
+        max_num_load_retries: retries after a failed load before giving up (only
+            while polling: with polling off a failed load gives up at once).
         load_retry_interval_micros: the wait between retries.
         allow_version_labels_for_unavailable_models: let labels point at versions
             that are not available yet (TF Serving's flag).
@@ -388,10 +399,6 @@ class ModelManager:
             states = self._states.get(name, {})
             return [states[v] for v in sorted(states, reverse=True)]
 
-    def model_names(self):
-        with self._lock:
-            return list(self._models)
-
     @property
     def config(self):
         with self._lock:
@@ -471,9 +478,8 @@ class ModelManager:
                 continue
             for status in self.version_states(name):
                 if status.error is not None:
-                    failures.append(
-                        f"{{name: {name} version: {status.version} due to error: {status.error}}}, "
-                    )
+                    servable_id = f"{{name: {name} version: {status.version}}}"
+                    failures.append(f"{{{servable_id} due to error: {status.error}}}, ")
                     break
         if failures:
             raise ServingError(
@@ -518,14 +524,21 @@ class ModelManager:
         with self._lock:
             models = list(self._models.values())
         plans = [(model, self._aspired_versions(model)) for model in models]
+        now = time.monotonic()
         jobs = []
         for model, aspired in plans:
             if aspired is None:
                 continue
-            # A version that left the aspired set and comes back is tried again.
+            # A version that left the aspired set and comes back is tried afresh.
             model.failed &= aspired
-            new = sorted((v for v in aspired if v not in model.serving and v not in model.failed),
-                         reverse=True)
+            for version in [v for v in model.retries if v not in aspired]:
+                del model.retries[version]
+                self._set_state(model.config.name, version, State.END)
+            new = [
+                v for v in sorted(aspired, reverse=True)
+                if v not in model.serving and v not in model.failed
+                and model.retries.get(v, (0, now))[1] <= now
+            ]
             jobs.extend((model, version) for version in new)
         self._load_all(jobs)
         for model, aspired in plans:
@@ -545,36 +558,42 @@ class ModelManager:
         try:
             entries = os.listdir(base)
         except OSError as e:
-            listing = ("error", str(e))
-            if model.last_listing != listing:
-                log.error("Could not find base path %s for servable %s: %s", base, config.name, e)
-            model.last_listing = listing
+            self._log_listing(model, ("error", str(e)), logging.ERROR,
+                              "Could not find base path %s for servable %s: %s", base, config.name, e)
             return None
-        versions = set()
-        for entry in entries:
-            # Only all-digit folder names are versions; temporary folders an
-            # exporter renames into place are skipped.
-            if entry.isdigit() and os.path.isdir(os.path.join(base, entry)):
-                versions.add(int(entry))
-        if not versions and model.last_listing != ("empty",):
-            log.warning(
-                "No versions of servable %s found under base path %s. Did you forget to name "
-                "your leaf directory as a number (eg. '/1/')?", config.name, base,
-            )
-        model.last_listing = ("empty",) if not versions else ("ok",)
+        # Only all-digit folder names are versions; the temporary folders an
+        # exporter renames into place are skipped.
+        versions = {int(e) for e in entries if e.isdigit() and os.path.isdir(os.path.join(base, e))}
+        if not versions:
+            self._log_listing(model, ("empty",), logging.WARNING,
+                              "No versions of servable %s found under base path %s. Did you forget "
+                              "to name your leaf directory as a number (eg. '/1/')?", config.name, base)
+            return set()
         policy = config.model_version_policy
         kind = policy.WhichOneof("policy_choice")
         if kind == "all":
-            return versions
-        if kind == "specific":
+            aspired = versions
+        elif kind == "specific":
             wanted = set(policy.specific.versions)
-            missing = wanted - versions
-            if missing and model.last_listing != ("missing", tuple(sorted(missing))):
-                log.warning("Versions %s of servable %s not found under base path %s",
-                            sorted(missing), config.name, base)
-            return wanted & versions
-        num = policy.latest.num_versions if kind == "latest" and policy.latest.num_versions > 0 else 1
-        return set(sorted(versions, reverse=True)[:num])
+            aspired = wanted & versions
+            missing = sorted(wanted - versions)
+            if missing:
+                self._log_listing(model, ("missing", tuple(missing)), logging.WARNING,
+                                  "Versions %s of servable %s not found under base path %s",
+                                  missing, config.name, base)
+                return aspired
+        else:
+            num = policy.latest.num_versions if kind == "latest" and policy.latest.num_versions > 0 else 1
+            aspired = set(sorted(versions, reverse=True)[:num])
+        model.last_listing = ("ok",)
+        return aspired
+
+    @staticmethod
+    def _log_listing(model, listing, level, message, *args):
+        # Polls repeat every second; say what is wrong once, when it changes.
+        if model.last_listing != listing:
+            log.log(level, message, *args)
+        model.last_listing = listing
 
     # Loading and unloading.
 
@@ -595,34 +614,34 @@ class ModelManager:
     def _load(self, model, version):
         name = model.config.name
         path = os.path.join(model.config.base_path, str(version))
-        self._set_state(name, version, State.START)
+        attempts, _ = model.retries.pop(version, (0, 0.0))
+        if not attempts:
+            self._set_state(name, version, State.START)
         self._set_state(name, version, State.LOADING)
         log.info("Loading servable: {name: %s version: %d}", name, version)
-        attempts = max(0, self.max_num_load_retries) + 1
-        error = None
-        for attempt in range(attempts):
-            if attempt:
-                if self._stop.wait(max(0, self.load_retry_interval_micros) / 1e6):
-                    break
-                log.info("Retrying load of servable: {name: %s version: %d}", name, version)
-            servable = None
-            try:
-                servable = load_servable(name, version, path, self.saved_model_tags)
-                if self._warmup is not None:
-                    self._warmup(servable)
-            except Exception as e:
-                error = as_serving_error(e)
-                if servable is not None:
-                    servable.retire()
-                log.error("Loading servable: {name: %s version: %d} failed: %s", name, version, error)
-                continue
-            with self._lock:
-                model.serving[version] = servable
-                self._states.setdefault(name, {})[version] = VersionStatus(version, State.AVAILABLE)
-            log.info("Successfully loaded servable version {name: %s version: %d}", name, version)
+        servable = None
+        try:
+            servable = load_servable(name, version, path, self.saved_model_tags)
+            if self._warmup is not None:
+                self._warmup(servable)
+        except Exception as e:
+            error = as_serving_error(e)
+            if servable is not None:
+                servable.retire()
+            log.error("Loading servable: {name: %s version: %d} failed: %s", name, version, error)
+            # Retries wait for a later poll rather than holding up this one (and
+            # every other model's loads); the version shows LOADING meanwhile.
+            if attempts < self.max_num_load_retries and self.file_system_poll_wait_seconds > 0:
+                retry_at = time.monotonic() + max(0, self.load_retry_interval_micros) / 1e6
+                model.retries[version] = (attempts + 1, retry_at)
+                return
+            model.failed.add(version)
+            self._set_state(name, version, State.END, error)
             return
-        model.failed.add(version)
-        self._set_state(name, version, State.END, error)
+        with self._lock:
+            model.serving[version] = servable
+            self._states.setdefault(name, {})[version] = VersionStatus(version, State.AVAILABLE)
+        log.info("Successfully loaded servable version {name: %s version: %d}", name, version)
 
     def _unload(self, model, version):
         name = model.config.name

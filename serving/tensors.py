@@ -137,7 +137,8 @@ def to_ndarray(proto: tensor_pb2.TensorProto, alias: str = "") -> np.ndarray:
     """
     dtype = proto.dtype
     if dtype not in _VAL_FIELD:
-        raise _parse_error(alias, f"unsupported dtype {types_pb2.DataType.Name(dtype) if dtype in types_pb2.DataType.values() else dtype}")
+        name = types_pb2.DataType.Name(dtype) if dtype in types_pb2.DataType.values() else dtype
+        raise _parse_error(alias, f"unsupported dtype {name}")
     dims = _dims(proto, alias)
     n = math.prod(dims)
     if n >= 1 << 63:

@@ -17,7 +17,6 @@ import tensorflow as tf
 def fit_multi_worker(net, strategy, train_ds, val_ds, config, callbacks, verbose, run_dir):
     """Runs `config.epochs` epochs of `net` under `strategy`; returns the History."""
     loss_obj = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-    global_batch = config.batch_size
     with strategy.scope():
         train_acc = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         train_loss = keras.metrics.Mean(name="loss")
@@ -29,8 +28,9 @@ def fit_multi_worker(net, strategy, train_ds, val_ds, config, callbacks, verbose
         with tf.GradientTape() as tape:
             logits = net(x, training=True)
             per_example = loss_obj(y, logits)
-            # Scale by the global batch so the summed gradients average correctly.
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            # Divide by the global batch (all replicas' examples, the last partial batch
+            # included) so the gradients summed across replicas are the batch mean.
+            loss = tf.nn.compute_average_loss(per_example)
             if net.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(net.losses))
         grads = tape.gradient(loss, net.trainable_variables)
@@ -56,8 +56,13 @@ def fit_multi_worker(net, strategy, train_ds, val_ds, config, callbacks, verbose
         callbacks, add_history=True, add_progbar=verbose != 0, model=net,
         verbose=verbose, epochs=config.epochs, steps=steps if steps > 0 else None,
     )
-    dist_train = strategy.experimental_distribute_dataset(train_ds)
-    dist_val = strategy.experimental_distribute_dataset(val_ds) if val_ds is not None else None
+    # Shard each global batch across workers (DATA), as MirroredStrategy splits it across
+    # replicas, so every step sees the batch a single host would.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dist_train = strategy.experimental_distribute_dataset(train_ds.with_options(options))
+    dist_val = (strategy.experimental_distribute_dataset(val_ds.with_options(options))
+                if val_ds is not None else None)
     net.stop_training = False
     cbs.on_train_begin()
     initial_epoch = net._initial_epoch or 0  # set by BackupAndRestore when resuming

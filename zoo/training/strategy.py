@@ -25,10 +25,23 @@ def num_workers_in_tf_config() -> int:
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
 
+def non_chief_worker_index() -> int | None:
+    """This worker's index when TF_CONFIG makes it a non-chief worker, else None."""
+    if num_workers_in_tf_config() < 2:
+        return None
+    config = json.loads(os.environ["TF_CONFIG"])
+    task = config.get("task", {})
+    has_chief = bool(config["cluster"].get("chief"))
+    if task.get("type") == "worker" and (has_chief or task.get("index", 0) != 0):
+        return int(task.get("index", 0))
+    return None
+
+
 def choose_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """auto: MultiWorkerMirrored when TF_CONFIG names several workers, Mirrored with
     several GPUs, else the default (one GPU or the CPU)."""
-    gpus = tf.config.list_logical_devices("GPU")
+    # list_physical_devices does not start the runtime, which MultiWorkerMirrored needs.
+    gpus = tf.config.list_physical_devices("GPU")
     if name == "auto":
         if num_workers_in_tf_config() > 1:
             name = "multi_worker"

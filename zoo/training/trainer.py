@@ -161,7 +161,15 @@ def train(
         model_kwargs=dict(model_kwargs or {}), **options,
     ).validated()
     registry.check_model_kwargs(model, config.model_kwargs)
+    # First TF work of the run: MultiWorkerMirroredStrategy must configure collectives
+    # before the runtime initializes.
+    dist = strategy if isinstance(strategy, tf.distribute.Strategy) else strategies.choose_strategy(config.strategy)
     run_dir = pathlib.Path(out_dir) if out_dir else default_run_dir(model, dataset)
+    worker = strategies.non_chief_worker_index()
+    if worker is not None:
+        # Only the chief writes the run directory; each other worker keeps its own
+        # backup and logs beside it, as tf.distribute's multi-worker guide does.
+        run_dir = run_dir / "workers" / str(worker)
     resuming = _prepare_run_dir(run_dir, config, overwrite)
 
     info = dataset_info(dataset, data_dir=config.data_dir)
@@ -182,20 +190,19 @@ def train(
     _write_json(run_dir / "config.json", config.to_json())
     _write_json(run_dir / "dataset.json", info.to_json())
 
-    dist = strategy if isinstance(strategy, tf.distribute.Strategy) else strategies.choose_strategy(config.strategy)
     mixed = strategies.use_mixed_precision(config.mixed_precision)
     jit = strategies.use_xla(config.jit_compile)
+    log.info("strategy=%s replicas=%d mixed_float16=%s xla=%s", type(dist).__name__,
+             dist.num_replicas_in_sync, mixed, jit)
+
     if isinstance(dist, tf.distribute.MultiWorkerMirroredStrategy):
         from zoo.training.multi_worker import fit_multi_worker
 
         fit_fn = fit_multi_worker
     else:
         fit_fn = None
-    log.info("strategy=%s replicas=%d mixed_float16=%s xla=%s", type(dist).__name__,
-             dist.num_replicas_in_sync, mixed, jit)
-
     steps_per_execution = config.steps_per_execution
-    if dist.num_replicas_in_sync > 1 and steps_per_execution > 1:
+    if dist.num_replicas_in_sync > 1 and steps_per_execution > 1 and fit_fn is None:
         # Keras 3.15's multi-step loop under MirroredStrategy fails with "You must feed
         # a value for placeholder tensor 'while/.../Placeholder'": one step per call.
         log.warning("steps_per_execution=%d is not supported with %d replicas; using 1",
@@ -247,6 +254,12 @@ def train(
     _write_json(run_dir / "history.json", history)
     plot_history(history, run_dir / "curves.png", title=f"{model} on {dataset}")
     if test_split:
+        if fit_fn is not None:
+            # evaluate() under MultiWorkerMirrored hits the same Keras bug as fit();
+            # the saved model, outside the strategy, evaluates normally.
+            net = keras.saving.load_model(run_dir / "model.keras")
+            task = tasks.get_task(spec.task)
+            net.compile(loss=task.loss(), metrics=task.metrics())
         metrics = net.evaluate(load_dataset(dataset, test_split, **load), verbose=0, return_dict=True)
         metrics = {k: float(v) for k, v in metrics.items()}
         _write_json(run_dir / "metrics.json", {"split": test_split, **metrics,

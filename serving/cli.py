@@ -1,0 +1,431 @@
+"""`zoo predict` and `zoo serve`: query a served model, serve a folder of exports.
+
+The `zoo` CLI registers both with `add_parsers(subparsers)`; each handler is
+`args.fn(args)` and returns the exit code. Nothing heavy is imported until a command
+runs, so `zoo --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+
+PREDICT_EXAMPLES = """\
+example:
+  zoo predict --server localhost:8500 --model digits digit.png          (image_bytes signature)
+  zoo predict --server localhost:8500 --model digits --signature serving_default digit.png
+                                                   (decoded to pixels here, sent as floats)
+  zoo predict --server localhost:8501 --rest --model imdb "a gripping film" "dull"
+"""
+
+SERVE_EXAMPLES = """\
+example:
+  zoo serve models                          (every model under models/, gRPC 8500, REST 8501)
+  zoo serve models --enable_batching --rest_api_port 8601
+  zoo serve models --engine tfserving       (the tensorflow/serving container, with docker)
+  zoo serve models --engine tfserving --dry-run   (print the docker command only)
+
+then:
+  zoo predict --server localhost:8500 --model NAME FILE...
+"""
+
+TFSERVING_IMAGE = "tensorflow/serving:latest"
+# Where the container sees the base path and the generated config.
+CONTAINER_MODELS = "/models"
+CONTAINER_CONFIG = "/etc/zoo"
+
+# Leading bytes of the files `zoo predict` sends to a *_bytes signature as they are.
+_MAGIC = {
+    "image": (b"\x89PNG", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM"),
+    "audio": (b"RIFF",),
+}
+
+
+def add_parsers(subparsers) -> None:
+    """Registers `predict` and `serve` on the `zoo` CLI's subparsers.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="zoo")
+        >>> add_parsers(parser.add_subparsers(dest="command"))
+        >>> args = parser.parse_args(["serve", "models", "--dry-run"])
+        >>> args.fn(args)
+    """
+    p = subparsers.add_parser(
+        "predict", help="ask a served model (gRPC or REST) and print labels and scores",
+        description="Send FILEs (images, audio) or TEXTs to a model on a TF Serving-compatible "
+                    "server and print one line per input: the input, the label and its score. "
+                    "Files go as raw bytes to the model's *_bytes signature (image_bytes, "
+                    "audio_bytes) when it has one, or decoded to pixels/waveform for "
+                    "serving_default; texts go to the text input.",
+        epilog=PREDICT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="FILE|TEXT", help="files to send, or texts")
+    p.add_argument("--server", help="HOST:PORT (default localhost:8500, or localhost:8501 with --rest)")
+    p.add_argument("--model", required=True, help="the model name on the server")
+    p.add_argument("--signature", help="signature key (default: image_bytes/audio_bytes for files "
+                                       "when the model has it, else serving_default)")
+    p.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
+    p.add_argument("--version", type=int, help="a specific model version (default: the latest)")
+    p.add_argument("--label", help="a version label, e.g. stable")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    p.add_argument("--json", action="store_true", help="print every output as JSON instead")
+    p.set_defaults(fn=run_predict, func=run_predict)
+
+    p = subparsers.add_parser(
+        "serve", help="serve every model under a base path (embedded server or the TF Serving container)",
+        description="Serve BASE_PATH/<model>/<version>/ for every model in BASE_PATH (or BASE_PATH "
+                    "itself when it is one model's folder) with one model config list. "
+                    "--engine embedded (default) runs zoo-model-server in this process; --engine "
+                    "tfserving runs the tensorflow/serving container with docker. Version policies "
+                    "and labels in BASE_PATH/models.config are kept; new versions are picked up "
+                    "while serving.",
+        epilog=SERVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("base_path", help="folder of exported models (as `zoo export` writes it)")
+    p.add_argument("--engine", choices=("embedded", "tfserving"), default="embedded")
+    p.add_argument("--model", action="append", dest="models", metavar="NAME",
+                   help="serve only this model (repeatable; default: all)")
+    p.add_argument("--host", default="localhost",
+                   help="address to listen on (default localhost; 0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
+    p.add_argument("--rest_api_port", "--rest-api-port", type=int, default=8501,
+                   help="REST port (default 8501; 0 turns REST off)")
+    p.add_argument("--enable_batching", "--enable-batching", action="store_true",
+                   help="batch concurrent requests (BASE_PATH/batching_parameters.txt if present)")
+    p.add_argument("--batching_parameters_file", "--batching-parameters-file",
+                   help="BatchingParameters text file (implies --enable_batching)")
+    p.add_argument("--poll_seconds", "--poll-seconds", type=int, default=2,
+                   help="how often to look for new versions (default 2 s)")
+    p.add_argument("--server-flag", action="append", default=[], metavar="NAME=VALUE",
+                   help="a further tensorflow_model_server flag, e.g. rest_api_timeout_in_ms=5000 "
+                        "(repeatable)")
+    p.add_argument("--image", default=TFSERVING_IMAGE, help=f"container image (default {TFSERVING_IMAGE})")
+    p.add_argument("--dry-run", action="store_true", help="print the config and the command; run nothing")
+    p.set_defaults(fn=run_serve, func=run_serve)
+
+
+# ---------------------------------------------------------------------------
+# zoo predict
+# ---------------------------------------------------------------------------
+
+
+def run_predict(args) -> int:
+    from serving.client import Client, ClientError
+
+    server = args.server or ("localhost:8501" if args.rest else "localhost:8500")
+    client = Client(server, args.model, protocol="rest" if args.rest else "grpc", timeout=args.timeout,
+                    retries=2)
+    try:
+        signatures = client.metadata(version=args.version, label=args.label)["signatures"]
+        files = [os.path.isfile(x) for x in args.inputs]
+        if any(files) and not all(files):
+            missing = [x for x, f in zip(args.inputs, files) if not f]
+            raise FileNotFoundError(f"not files: {', '.join(missing)} (give files or texts, not both)")
+        name = args.signature or _choose_signature(signatures, args.inputs if all(files) else None)
+        if name not in signatures:
+            raise ValueError(f"model {args.model!r} has no signature {name!r}; it has: "
+                             f"{', '.join(signatures)}")
+        signature = signatures[name]
+        outputs = [client.predict(inputs, signature=name, version=args.version, label=args.label)
+                   for inputs in _requests(signature, name, args.inputs, all(files))]
+    except ClientError as e:
+        raise RuntimeError(f"{server}: {e}") from None
+    finally:
+        client.close()
+    rows = [row for out in outputs for row in _rows(out)]
+    for source, row in zip(args.inputs, rows):
+        if args.json:
+            print(json.dumps({"input": source, "outputs": row}, ensure_ascii=False))
+        else:
+            print(f"{source}\t{_summary(row)}")
+    return 0
+
+
+def _kind_of_file(path) -> str | None:
+    with open(path, "rb") as f:
+        head = f.read(12)
+    for kind, magics in _MAGIC.items():
+        if any(head.startswith(m) for m in magics) and (kind != "audio" or head[8:12] == b"WAVE"):
+            return kind
+    return None
+
+
+def _choose_signature(signatures: dict, files) -> str:
+    """For files, a *_bytes signature matching their kind (image_bytes, audio_bytes)."""
+    if files:
+        kinds = {_kind_of_file(f) for f in files}
+        for kind in kinds:
+            if f"{kind}_bytes" in signatures:
+                return f"{kind}_bytes"
+    return "serving_default"
+
+
+def _requests(signature: dict, name: str, sources: list, are_files: bool):
+    """The predict inputs for `sources`: one request, or one per input for pixel images
+    of different sizes."""
+    import numpy as np
+
+    inputs = signature["inputs"]
+    if len(inputs) != 1:
+        raise ValueError(f"signature {name!r} takes several inputs ({', '.join(inputs)}); "
+                         "zoo predict sends one. Use serving.Client for this signature.")
+    (input_name, spec), = inputs.items()
+    dtype, shape = spec["dtype"], spec["shape"]
+    if dtype == object:
+        if are_files:
+            values = [pathlib.Path(s).read_bytes() for s in sources]
+            if not input_name.endswith("_bytes"):
+                values = [v.decode("utf-8", "replace") for v in values]  # a text file
+        else:
+            values = list(sources)
+        yield {input_name: np.array(values, dtype=object)}
+        return
+    if not are_files:
+        raise ValueError(f"signature {name!r} takes {input_name!r} as {dtype} {shape}; give files "
+                         "(images or WAV audio), or a signature that takes text")
+    arrays = [_decode_file(s, shape, dtype) for s in sources]
+    if len({a.shape for a in arrays}) == 1:
+        yield {input_name: np.stack(arrays)}
+    else:
+        for a in arrays:
+            yield {input_name: a[np.newaxis]}
+
+
+def _decode_file(path, shape, dtype):
+    """An image as pixels [H, W, C] (0-255, resized as the exported image_bytes signature
+    does) or a WAV file as a mono waveform [N] (-1..1) for a serving_default signature."""
+    import numpy as np
+    import tensorflow as tf
+
+    data = pathlib.Path(path).read_bytes()
+    kind = _kind_of_file(path)
+    if shape is not None and len(shape) == 4 and kind == "image":
+        _, height, width, channels = shape
+        if None in (height, width, channels):
+            image = tf.io.decode_image(data, channels=channels or 0, expand_animations=False)
+            return tf.cast(image, dtype).numpy()
+        from export.signatures import decode_image  # the same decoding the server would do
+
+        return decode_image(data, height, width, channels).numpy().astype(dtype)
+    if shape is not None and len(shape) == 2 and kind == "audio":
+        audio, _rate = tf.audio.decode_wav(data, desired_channels=1)
+        wave = audio.numpy()[:, 0].astype(dtype)
+        n = shape[1]
+        if n is not None:  # a fixed window: cut or pad with silence
+            wave = np.pad(wave[:n], (0, max(0, n - len(wave))))
+        return wave
+    raise ValueError(f"{path}: not an image or WAV file that fits an input of shape {shape}")
+
+
+def _rows(outputs: dict) -> list[dict]:
+    """Per-example dicts of JSON-ready values from a batch of outputs."""
+    import numpy as np
+
+    def plain(v):
+        if isinstance(v, np.ndarray):
+            return [plain(x) for x in v] if v.ndim else plain(v[()])
+        if isinstance(v, bytes):
+            return v.decode("utf-8", "replace")
+        if isinstance(v, np.generic):
+            return v.item()
+        return v
+
+    batch = min((len(v) for v in outputs.values() if np.ndim(v)), default=1)
+    return [{k: plain(v[i]) if np.ndim(v) else plain(v) for k, v in outputs.items()} for i in range(batch)]
+
+
+def _summary(row: dict) -> str:
+    """"label  score" for a classifier, the text for seq2seq, token/TAG pairs for taggers."""
+    if "label" in row:
+        score = None
+        if "probabilities" in row and "class_id" in row:
+            score = row["probabilities"][row["class_id"]]
+        elif "scores" in row:
+            score = max(row["scores"])
+        return f"{row['label']}\t{score:.4f}" if score is not None else str(row["label"])
+    if "output_text" in row:
+        return str(row["output_text"])
+    if "tokens" in row and "tags" in row:
+        return " ".join(f"{t}/{g}" for t, g in zip(row["tokens"], row["tags"]) if t)
+    return json.dumps(row, ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------
+# zoo serve
+# ---------------------------------------------------------------------------
+
+
+def run_serve(args) -> int:
+    base = pathlib.Path(args.base_path).resolve()
+    config = model_config(base, models=args.models,
+                          serving_base_path=CONTAINER_MODELS if args.engine == "tfserving" else None)
+    root = base.parent if _is_model_dir(base) else base  # the folder holding model folders
+    batching = args.batching_parameters_file
+    if args.enable_batching and not batching and (root / "batching_parameters.txt").exists():
+        batching = str(root / "batching_parameters.txt")
+    if args.engine == "tfserving":
+        return _serve_tfserving(args, root, config, batching)
+    return _serve_embedded(args, config, batching)
+
+
+def model_config(base: pathlib.Path, models=None, serving_base_path=None):
+    """A ModelServerConfig listing every model under `base` (or `base` itself when it
+    holds version folders), keeping policies and labels from `base/models.config`.
+
+    Args:
+        base: the base path.
+        models: only these model names.
+        serving_base_path: the base path as the server sees it (e.g. "/models" in the
+            container); default: `base`.
+    """
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    if not base.is_dir():
+        raise FileNotFoundError(f"{base} is not a folder")
+    if _is_model_dir(base):
+        names, root = [base.name], base.parent
+    else:
+        names, root = sorted(d.name for d in base.iterdir() if d.is_dir() and _is_model_dir(d)), base
+    if models:
+        unknown = sorted(set(models) - set(names))
+        if unknown:
+            raise ValueError(f"no model {', '.join(unknown)} under {base}; found: {', '.join(names) or 'none'}")
+        names = [n for n in names if n in models]
+    if not names:
+        raise FileNotFoundError(f"no models under {base}: expected {base}/<model>/<version>/saved_model.pb "
+                                "(as `zoo export` writes them)")
+    kept = {}
+    existing = root / "models.config"
+    if existing.exists():
+        old = model_server_config_pb2.ModelServerConfig()
+        text_format.Parse(existing.read_text(), old)
+        kept = {c.name: c for c in old.model_config_list.config}
+    config = model_server_config_pb2.ModelServerConfig()
+    prefix = (serving_base_path or str(root)).rstrip("/")
+    for name in names:
+        entry = config.model_config_list.config.add()
+        if name in kept:
+            entry.CopyFrom(kept[name])  # an operator's policy and labels survive
+        entry.name = name
+        entry.base_path = f"{prefix}/{name}"
+        entry.model_platform = "tensorflow"
+    return config
+
+
+def _is_model_dir(path: pathlib.Path) -> bool:
+    # TF Serving loads only all-digit version folders.
+    return any(v.is_dir() and v.name.isdigit() and (v / "saved_model.pb").exists() for v in path.iterdir())
+
+
+def _config_text(config) -> str:
+    from google.protobuf import text_format
+
+    return text_format.MessageToString(config)
+
+
+def _server_flags(args, config_file, batching_file) -> list[str]:
+    flags = [f"--port={args.port}", f"--rest_api_port={args.rest_api_port}",
+             f"--model_config_file={config_file}",
+             f"--file_system_poll_wait_seconds={args.poll_seconds}"]
+    if args.enable_batching or batching_file:
+        flags.append("--enable_batching=true")
+    if batching_file:
+        flags.append(f"--batching_parameters_file={batching_file}")
+    for item in args.server_flag:
+        name, sep, value = item.lstrip("-").partition("=")
+        if not sep or not name:
+            raise ValueError(f"--server-flag wants NAME=VALUE, got {item!r}")
+        flags.append(f"--{name}={value}")
+    return flags
+
+
+def _serve_embedded(args, config, batching_file) -> int:
+    with tempfile.TemporaryDirectory(prefix="zoo-serve-") as tmp:
+        config_file = os.path.join(tmp, "models.config")
+        pathlib.Path(config_file).write_text(_config_text(config))
+        argv = [f"--host={args.host}"] + _server_flags(args, config_file, batching_file)
+        if args.dry_run:
+            print(_config_text(config), end="")
+            print("zoo-model-server " + " ".join(shlex.quote(a) for a in argv))
+            return 0
+        names = ", ".join(c.name for c in config.model_config_list.config)
+        print(f"serving {names}: gRPC {args.host}:{args.port}"
+              + (f", REST http://{args.host}:{args.rest_api_port}" if args.rest_api_port else ""),
+              file=sys.stderr)
+        from serving import server_main
+
+        return server_main.main(argv)
+
+
+def tfserving_command(args, base: pathlib.Path, config_dir: str, batching_file) -> list[str]:
+    """The `docker run` command line for the tensorflow/serving container.
+
+    `base` (the folder holding the model folders) is mounted read-only at /models,
+    the generated models.config at /etc/zoo; the container's ports 8500 (gRPC) and
+    8501 (REST) are published on --port and --rest_api_port.
+    """
+    publish = _publish_host(args.host)
+    cmd = ["docker", "run", "--rm", "--init", "-p", f"{publish}{args.port}:8500"]
+    if args.rest_api_port:
+        cmd += ["-p", f"{publish}{args.rest_api_port}:8501"]
+    cmd += ["-v", f"{base}:{CONTAINER_MODELS}:ro", "-v", f"{config_dir}:{CONTAINER_CONFIG}:ro"]
+    container_batching = None
+    if batching_file:
+        batching = pathlib.Path(batching_file).resolve()
+        if batching.parent == base:
+            container_batching = f"{CONTAINER_MODELS}/{batching.name}"
+        else:
+            cmd += ["-v", f"{batching}:{CONTAINER_CONFIG}-batching/{batching.name}:ro"]
+            container_batching = f"{CONTAINER_CONFIG}-batching/{batching.name}"
+    cmd += ["--entrypoint", "tensorflow_model_server", args.image]
+    inner = argparse.Namespace(**{**vars(args), "port": 8500,
+                                  "rest_api_port": 8501 if args.rest_api_port else 0})
+    cmd += _server_flags(inner, f"{CONTAINER_CONFIG}/models.config", container_batching)
+    return cmd
+
+
+def _publish_host(host: str) -> str:
+    # Docker publishes on every interface unless told; keep the server's own default.
+    if host in ("", "0.0.0.0", "::"):
+        return ""
+    return ("127.0.0.1" if host == "localhost" else host) + ":"
+
+
+def _serve_tfserving(args, base, config, batching_file) -> int:
+    config_dir = tempfile.mkdtemp(prefix="zoo-serve-")
+    try:
+        pathlib.Path(config_dir, "models.config").write_text(_config_text(config))
+        cmd = tfserving_command(args, base, config_dir, batching_file)
+        if args.dry_run:
+            print(_config_text(config), end="")
+            print(" ".join(shlex.quote(c) for c in cmd))
+            return 0
+        _check_docker()
+        print("running: " + " ".join(shlex.quote(c) for c in cmd), file=sys.stderr)
+        return subprocess.call(cmd)
+    finally:
+        shutil.rmtree(config_dir, ignore_errors=True)
+
+
+def _check_docker() -> None:
+    """Raises RuntimeError unless a docker client can reach a docker engine."""
+    docker = shutil.which("docker")
+    if docker is None:
+        raise RuntimeError("--engine tfserving runs the tensorflow/serving container, but docker is not "
+                           "installed (no `docker` on PATH). Install Docker, or serve with the embedded "
+                           "server: zoo serve BASE_PATH")
+    try:
+        probe = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True,
+                               text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        probe = None
+    if probe is None or probe.returncode != 0 or not probe.stdout.strip():
+        why = (probe.stderr.strip().splitlines() or ["no answer"])[-1] if probe else "no answer in 20 s"
+        raise RuntimeError(f"docker is installed but its engine is not reachable ({why}). Start the Docker "
+                           "engine, or serve with the embedded server: zoo serve BASE_PATH")

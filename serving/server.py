@@ -1,0 +1,392 @@
+"""`ModelServer`: tensorflow_model_server as an object you can start in-process.
+
+It is what the `zoo-model-server` console script runs. The keyword arguments are
+tensorflow_model_server's flags; `start()` does what its `main` does: read the
+config files, load every model (failing if one cannot be loaded), then open the
+gRPC port (and the REST port, through `serving.rest`, when one is asked for);
+`stop(grace)` turns health to NOT_SERVING, stops taking requests, lets the ones in
+flight finish and unloads the models.
+
+Example:
+    >>> with ModelServer("/models/mnist", "mnist", port=0) as server:
+    ...     client = serving.Client(f"localhost:{server.grpc_port}", "mnist")
+"""
+
+import importlib
+import inspect
+import logging
+import os
+import threading
+
+import grpc
+
+from serving import config as config_files
+from serving import flags as server_flags
+from serving.batching import BatchingOptions, BatchScheduler
+from serving.core import ServerCore
+from serving.errors import ServingError
+from serving.grpc_server import build_grpc_server, set_serving
+from serving.metrics import PROMETHEUS_PATH, Metrics
+from serving.servables import ModelManager
+
+log = logging.getLogger(__name__)
+
+
+class ModelServer:
+    """A TF Serving–compatible model server running in this process.
+
+    Args:
+        model_base_path: folder whose numeric subfolders are the versions of one
+            model (--model_base_path); ignored when a config is given.
+        model_name: that model's name (--model_name).
+        config: a `ModelServerConfig` proto, or its text, instead of a file.
+        model_config_file: --model_config_file.
+        model_config_file_poll_wait_seconds: re-read the config file this often
+            (0: once).
+        port: gRPC port; 0 picks a free one (see `grpc_port`).
+        host: the address gRPC binds ("localhost" unless told otherwise).
+        rest_api_port: REST port; None for no REST API, 0 for a free port.
+        rest_api_host: the address REST binds (default: `host`).
+        rest_api_timeout_in_ms: REST request timeout.
+        grpc_socket_path: also serve gRPC on this Unix socket.
+        grpc_channel_arguments: "key=value,..." gRPC server arguments.
+        grpc_max_threads: gRPC worker threads (0: 4 per CPU, at least 32).
+        enable_batching: batch concurrent requests (server-side batching).
+        batching_parameters: a `BatchingParameters` proto or its text.
+        batching_parameters_file: --batching_parameters_file.
+        monitoring_config: a `MonitoringConfig` proto or its text.
+        monitoring_config_file: --monitoring_config_file.
+        file_system_poll_wait_seconds: how often to look for new versions.
+        num_load_threads, max_num_load_retries, load_retry_interval_micros,
+        allow_version_labels_for_unavailable_models, enable_model_warmup,
+        num_request_iterations_for_warmup, saved_model_tags,
+        enable_signature_method_name_check: as the flags of those names.
+    """
+
+    def __init__(
+        self,
+        model_base_path=None,
+        model_name="default",
+        *,
+        config=None,
+        model_config_file="",
+        model_config_file_poll_wait_seconds=0,
+        port=8500,
+        host="localhost",
+        rest_api_port=None,
+        rest_api_host=None,
+        rest_api_timeout_in_ms=30000,
+        grpc_socket_path="",
+        grpc_channel_arguments="",
+        grpc_max_threads=0,
+        enable_batching=False,
+        batching_parameters=None,
+        batching_parameters_file="",
+        monitoring_config=None,
+        monitoring_config_file="",
+        file_system_poll_wait_seconds=1,
+        num_load_threads=0,
+        max_num_load_retries=5,
+        load_retry_interval_micros=60_000_000,
+        allow_version_labels_for_unavailable_models=False,
+        enable_model_warmup=True,
+        num_request_iterations_for_warmup=0,
+        saved_model_tags="serve",
+        enable_signature_method_name_check=False,
+    ):
+        self.model_base_path = model_base_path
+        self.model_name = model_name
+        self.config = config
+        self.model_config_file = model_config_file
+        self.model_config_file_poll_wait_seconds = model_config_file_poll_wait_seconds
+        self.port = port
+        self.host = host
+        self.rest_api_port = rest_api_port
+        self.rest_api_host = rest_api_host or host
+        self.rest_api_timeout_in_ms = rest_api_timeout_in_ms
+        self.grpc_socket_path = grpc_socket_path
+        self.grpc_channel_arguments = grpc_channel_arguments
+        self.grpc_max_threads = grpc_max_threads
+        self.enable_batching = enable_batching
+        self.batching_parameters = batching_parameters
+        self.batching_parameters_file = batching_parameters_file
+        self.monitoring_config = monitoring_config
+        self.monitoring_config_file = monitoring_config_file
+        self.file_system_poll_wait_seconds = file_system_poll_wait_seconds
+        self.num_load_threads = num_load_threads
+        self.max_num_load_retries = max_num_load_retries
+        self.load_retry_interval_micros = load_retry_interval_micros
+        self.allow_version_labels_for_unavailable_models = allow_version_labels_for_unavailable_models
+        self.enable_model_warmup = enable_model_warmup
+        self.num_request_iterations_for_warmup = num_request_iterations_for_warmup
+        self.saved_model_tags = saved_model_tags
+        self.enable_signature_method_name_check = enable_signature_method_name_check
+
+        self.core = None
+        self.metrics = None
+        self._manager = None
+        self._batcher = None
+        self._grpc = None
+        self._health = None
+        self._rest = None
+        self._grpc_port = None
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._config_poller = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_flags(cls, options):
+        """A ModelServer from parsed `serving.flags` (an argparse Namespace)."""
+        base_path = options.model_base_path
+        if base_path and "://" not in base_path:
+            base_path = os.path.abspath(base_path)
+        return cls(
+            base_path or None,
+            options.model_name,
+            model_config_file=options.model_config_file,
+            model_config_file_poll_wait_seconds=options.model_config_file_poll_wait_seconds,
+            port=options.port,
+            host=options.host,
+            rest_api_port=options.rest_api_port or None,
+            rest_api_host=options.rest_api_host,
+            rest_api_timeout_in_ms=options.rest_api_timeout_in_ms,
+            grpc_socket_path=options.grpc_socket_path,
+            grpc_channel_arguments=options.grpc_channel_arguments,
+            grpc_max_threads=options.grpc_max_threads,
+            enable_batching=options.enable_batching,
+            batching_parameters_file=options.batching_parameters_file,
+            monitoring_config_file=options.monitoring_config_file,
+            file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
+            num_load_threads=options.num_load_threads,
+            max_num_load_retries=options.max_num_load_retries,
+            load_retry_interval_micros=options.load_retry_interval_micros,
+            allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
+            enable_model_warmup=options.enable_model_warmup,
+            num_request_iterations_for_warmup=options.num_request_iterations_for_warmup,
+            saved_model_tags=options.saved_model_tags,
+            enable_signature_method_name_check=options.enable_signature_method_name_check,
+        )
+
+    # Properties.
+
+    @property
+    def grpc_port(self):
+        """The TCP port gRPC listens on (the one picked when `port` was 0)."""
+        return self._grpc_port
+
+    @property
+    def rest_port(self):
+        """The REST port, or None when no REST API runs."""
+        return self._rest.port if self._rest is not None else None
+
+    @property
+    def address(self):
+        """"host:port" of the gRPC API."""
+        return f"{self.host}:{self._grpc_port}"
+
+    # Life cycle.
+
+    def start(self):
+        """Load the models and open the ports; raise ServingError if that fails."""
+        try:
+            self._start()
+        except BaseException:
+            self._teardown()
+            self._stopped.set()
+            raise
+        return self
+
+    def _start(self):
+        model_config = self._model_server_config()
+        batching = self._batching_options()
+        monitoring = self._monitoring_config()
+
+        self.metrics = Metrics()
+        iterations = self.num_request_iterations_for_warmup or 1
+
+        def warmup(servable):
+            self.core.warmup(servable, iterations=iterations)
+
+        if batching is not None:
+            self._batcher = BatchScheduler(batching, self.metrics)
+        self._manager = ModelManager(
+            file_system_poll_wait_seconds=self.file_system_poll_wait_seconds,
+            num_load_threads=self.num_load_threads,
+            max_num_load_retries=self.max_num_load_retries,
+            load_retry_interval_micros=self.load_retry_interval_micros,
+            allow_version_labels_for_unavailable_models=self.allow_version_labels_for_unavailable_models,
+            saved_model_tags=tuple(t for t in self.saved_model_tags.split(",") if t),
+            warmup=warmup if self.enable_model_warmup else None,
+            on_unload=self._batcher.forget if self._batcher is not None else None,
+        )
+        self.core = ServerCore(
+            self._manager,
+            batcher=self._batcher,
+            metrics=self.metrics,
+            enable_signature_method_name_check=self.enable_signature_method_name_check,
+        )
+        self._manager.reload_config(model_config)
+        self._manager.start()
+        if self.model_config_file and self.model_config_file_poll_wait_seconds > 0:
+            self._config_poller = threading.Thread(
+                target=self._poll_config_file, args=(model_config,), name="config_poll", daemon=True
+            )
+            self._config_poller.start()
+
+        self._grpc, self._grpc_port, self._health = build_grpc_server(
+            self.core,
+            host=self.host,
+            port=self.port,
+            socket_path=self.grpc_socket_path,
+            channel_arguments=self.grpc_channel_arguments,
+            max_threads=server_flags.grpc_max_threads(self.grpc_max_threads),
+        )
+        self._grpc.start()
+        set_serving(self._health, True)
+        log.info("Running gRPC ModelServer at %s:%s ...", self.host, self._grpc_port)
+        if self.grpc_socket_path:
+            log.info("Running gRPC ModelServer at UNIX socket %s ...", self.grpc_socket_path)
+        self._start_rest(monitoring)
+
+    def _start_rest(self, monitoring):
+        if self.rest_api_port is None:
+            return
+        if self.rest_api_port and self.rest_api_port == self._grpc_port:
+            log.error("--rest_api_port cannot be same as --port. Please use a different port for "
+                      "HTTP/REST API. Skipped exporting HTTP/REST API.")
+            return
+        try:
+            rest = importlib.import_module("serving.rest")
+        except ModuleNotFoundError as e:
+            if e.name != "serving.rest":
+                raise
+            log.warning("serving.rest is not available; the HTTP/REST API is not exported")
+            return
+        prometheus = monitoring.prometheus_config
+        metrics_path = (prometheus.path or PROMETHEUS_PATH) if prometheus.enable else None
+        kwargs = {}
+        if "metrics_fn" in inspect.signature(rest.start_rest_server).parameters:
+            kwargs["metrics_fn"] = self.core.metrics_exposition
+        self._rest = rest.start_rest_server(
+            self.core, self.rest_api_host, self.rest_api_port, self.rest_api_timeout_in_ms, metrics_path,
+            **kwargs,
+        )
+        log.info("Exporting HTTP/REST API at:%s:%s ...", self.rest_api_host, self._rest.port)
+
+    def stop(self, grace=None):
+        """Stop: health NOT_SERVING first, then no new requests, in-flight ones finish.
+
+        Args:
+            grace: seconds in-flight gRPC requests get to finish (None: all the time
+                they need).
+        """
+        with self._lock:
+            if self._stopping.is_set():
+                self._stopped.wait()
+                return
+            self._stopping.set()
+        try:
+            if self._health is not None:
+                self._health.enter_graceful_shutdown()
+            # Both front ends stop taking requests now and drain in parallel.
+            drained = self._grpc.stop(grace) if self._grpc is not None else None
+            if self._rest is not None:
+                self._rest.stop()
+                self._rest = None
+            if drained is not None:
+                drained.wait()
+            self._teardown()
+        finally:
+            self._stopped.set()
+            log.info("Server stopped")
+
+    def _teardown(self):
+        self._stopping.set()
+        if self._rest is not None:
+            try:
+                self._rest.stop()
+            except Exception:
+                log.exception("Stopping the REST server failed")
+            self._rest = None
+        if self._grpc is not None:
+            self._grpc.stop(None)
+        if self._config_poller is not None:
+            self._config_poller.join()
+            self._config_poller = None
+        if self._manager is not None:
+            self._manager.stop()
+        if self._batcher is not None:
+            self._batcher.stop()
+
+    def wait(self, timeout=None):
+        """Block until the server has stopped; True if it has."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # Configuration.
+
+    def _model_server_config(self):
+        if self.config is not None:
+            if isinstance(self.config, str):
+                return config_files.parse_text(self.config, config_files.ModelServerConfig)
+            return self.config
+        if self.model_config_file:
+            return config_files.read_model_server_config(self.model_config_file)
+        if not self.model_base_path:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "Both server_options.model_base_path and server_options.model_config_file are empty!",
+            )
+        return config_files.single_model_config(self.model_name, str(self.model_base_path))
+
+    def _batching_options(self):
+        params = self.batching_parameters
+        if not self.enable_batching:
+            if self.batching_parameters_file or params is not None:
+                raise ServingError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "server_options.batching_parameters_file is set without setting "
+                    "server_options.enable_batching to true.",
+                )
+            return None
+        if isinstance(params, str):
+            params = config_files.parse_text(params, config_files.BatchingParameters)
+        elif params is None and self.batching_parameters_file:
+            params = config_files.read_batching_parameters(self.batching_parameters_file)
+        if params is None:
+            params = config_files.BatchingParameters()
+            params.thread_pool_name.value = "model_server_batch_threads"
+        return BatchingOptions.from_proto(params)
+
+    def _monitoring_config(self):
+        if isinstance(self.monitoring_config, str):
+            return config_files.parse_text(self.monitoring_config, config_files.MonitoringConfig)
+        if self.monitoring_config is not None:
+            return self.monitoring_config
+        if self.monitoring_config_file:
+            return config_files.read_monitoring_config(self.monitoring_config_file)
+        return config_files.MonitoringConfig()
+
+    def _poll_config_file(self, current):
+        # Server::PollFilesystemAndReloadConfig: a file that does not parse, or a
+        # config that does not apply, is logged and the models keep serving.
+        while not self._stopping.wait(self.model_config_file_poll_wait_seconds):
+            try:
+                new = config_files.read_model_server_config(self.model_config_file)
+            except config_files.ConfigError as e:
+                log.error("Failed to read ModelServerConfig file: %s %s", e.detail, e.message)
+                continue
+            if new == current:
+                continue
+            try:
+                self._manager.reload_config(new)
+                current = new
+            except ServingError as e:
+                log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", e.message)
+

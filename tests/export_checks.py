@@ -1,0 +1,96 @@
+"""Helpers shared by the export tests: real examples, image encoders, proto parsers."""
+
+from __future__ import annotations
+
+import io
+import pathlib
+
+import numpy as np
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
+from PIL import Image
+
+import zoo
+from export import export_saved_model
+from export.signatures import CLASSIFY_METHOD, PREDICT_METHOD, get_task_signatures
+from model_checks import tiny_model
+
+IMAGE_METHODS = {"serving_default": PREDICT_METHOD, "image_bytes": PREDICT_METHOD, "classify": CLASSIFY_METHOD}
+
+
+def real_images(dataset="synthetic_shapes", split="train", n=4) -> np.ndarray:
+    """The first `n` images of an offline dataset, [n,H,W,C] float32 0-255."""
+    features, _ = next(iter(zoo.load_dataset(dataset, split, batch_size=n, shuffle=False)))
+    return features["image"].numpy()
+
+
+def export_tiny(name, base_path, images, **kwargs):
+    """Exports the tiny `name` without verification; returns (path, model, Keras probabilities)."""
+    model = tiny_model(name)
+    path = export_saved_model(model, base_path, name, examples=images, verify=False, **kwargs)
+    task = get_task_signatures("image_classification")
+    return path, model, task.reference(model, {"image": images})
+
+
+def encode(pixels, fmt: str, size=None, mode: str | None = None) -> bytes:
+    """[H,W,C] 0-255 pixels as `fmt` bytes (PNG, JPEG, GIF, BMP), optionally resized/converted."""
+    array = np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+    image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    if size is not None:
+        image = image.resize(size, Image.BILINEAR)
+    if mode is not None:
+        image = image.convert(mode)
+    out = io.BytesIO()
+    image.save(out, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return out.getvalue()
+
+
+def decode_like_a_client(data: bytes, height: int, width: int, channels: int) -> np.ndarray:
+    """Decodes with PIL (not TF) and resizes to the model's size: the client's own pixels."""
+    import tensorflow as tf
+
+    image = Image.open(io.BytesIO(data)).convert("L" if channels == 1 else "RGB")
+    array = np.asarray(image, np.float32).reshape(image.size[1], image.size[0], channels)
+    return tf.image.resize(array, (height, width)).numpy()
+
+
+def tree(path) -> list[str]:
+    """Every file and folder under `path` (relative), to check that nothing was written."""
+    path = pathlib.Path(path)
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else []
+
+
+def batching_parameters_class():
+    """TF Serving's BatchingParameters message: serving's declaration of it, or (without
+    the serving package) one built here from session_bundle_config.proto's field names
+    and numbers, because tensorflow-serving-api does not ship it."""
+    try:
+        from serving.protos.tf_serving_config_pb2 import BatchingParameters
+
+        return BatchingParameters
+    except ImportError:
+        pass
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="test_batching.proto", package="tensorflow.serving", syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"])
+    message = proto.message_type.add(name="BatchingParameters")
+    F = descriptor_pb2.FieldDescriptorProto
+    for name, number, type_name in [
+        ("max_batch_size", 1, ".google.protobuf.Int64Value"),
+        ("batch_timeout_micros", 2, ".google.protobuf.Int64Value"),
+        ("max_enqueued_batches", 3, ".google.protobuf.Int64Value"),
+        ("num_batch_threads", 4, ".google.protobuf.Int64Value"),
+        ("thread_pool_name", 5, ".google.protobuf.StringValue"),
+    ]:
+        message.field.add(name=name, number=number, type=F.TYPE_MESSAGE, type_name=type_name, label=F.LABEL_OPTIONAL)
+    message.field.add(name="allowed_batch_sizes", number=6, type=F.TYPE_INT64, label=F.LABEL_REPEATED)
+    message.field.add(name="pad_variable_length_inputs", number=7, type=F.TYPE_BOOL, label=F.LABEL_OPTIONAL)
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters"))
+
+
+def parse_batching_parameters(path):
+    params = batching_parameters_class()()
+    text_format.Parse(pathlib.Path(path).read_text(), params)
+    return params
