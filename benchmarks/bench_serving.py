@@ -70,7 +70,8 @@ def export_models(names, base) -> dict:
         model = zoo.build_model(name)
         if spec.task == "image_classification":
             shape = tuple(model.input["image"].shape[1:])
-            examples = np.random.default_rng(0).uniform(0, 255, (4,) + shape).astype("float32")
+            # Raw pixels, as a client sends them: whole numbers 0-255 in float32.
+            examples = np.random.default_rng(0).integers(0, 256, (4,) + shape).astype("float32")
             inputs[name] = {"image": examples[:1]}
         else:
             examples = np.array(TEXTS, dtype=object)

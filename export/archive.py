@@ -130,23 +130,32 @@ def _load_source(model_or_run_dir, checkpoint: str, label_names, task) -> _Sourc
 
 def _real_examples(source: _Source, examples, dataset, count: int, example_key: str):
     """(examples dict, where they came from) for warm-up and verification."""
-    if examples is not None:
-        return {example_key: np.asarray(examples)[:count]}, "given"
-    from zoo.data import load_dataset
-
     config = source.config or {}
     name = dataset or config.get("dataset")
-    if name:
+    found, origin = None, "random"
+    if examples is not None:
+        found, origin = np.asarray(examples, np.float32)[:count], "given"
+    elif name:
+        from zoo.data import load_dataset
+
         try:
             ds = load_dataset(name, "train", batch_size=count, shuffle=False, download=False,
                               image_size=config.get("image_size"), data_dir=config.get("data_dir"))
-            features, _ = next(iter(ds))
-            return {example_key: features[example_key].numpy()}, f"{name}:train[:{count}]"
+            found, origin = next(iter(ds))[0][example_key].numpy(), f"{name}:train[:{count}]"
         except Exception as e:  # data not on this machine: warn and still export
             log.warning("Could not read examples of %s (%s); warm-up uses random inputs.", name, e)
-    shape = (count,) + tuple(source.model.input[example_key].shape[1:])
-    log.warning("No real examples for %s; pass examples= or dataset= for warm-up on real data.", source.architecture)
-    return {example_key: np.random.default_rng(0).uniform(0, 255, shape).astype("float32")}, "random"
+    expected_shape = tuple(source.model.input[example_key].shape[1:])
+    if found is None:
+        if not name:
+            log.warning("No real examples for %s; pass examples= or dataset= to warm up on real data.",
+                        source.architecture)
+        found = np.random.default_rng(0).uniform(0, 255, (count,) + expected_shape).astype("float32")
+    if found.ndim < 1 or len(found) == 0 or tuple(found.shape[1:]) != expected_shape:
+        raise ExportError(
+            f"Examples ({origin}) have shape {found.shape}; the model takes {example_key} "
+            f"[N, {', '.join(map(str, expected_shape))}]. Pass examples (or a dataset) of that shape."
+        )
+    return {example_key: found}, origin
 
 
 def _set_method_names(export_dir: pathlib.Path, methods: dict) -> None:

@@ -131,7 +131,8 @@ def from_tensor_proto(proto) -> np.ndarray:
 
 
 def _as_array(value, dtype=None) -> np.ndarray:
-    """`value` as an array; cast to `dtype` (a numpy dtype) when that loses no kind."""
+    """`value` as an array, cast to `dtype` (the signature's numpy dtype) when no value
+    changes kind or overflows; otherwise as it is, for the server to name the mismatch."""
     if isinstance(value, (bytes, str)) or (isinstance(value, (list, tuple)) and _has_strings(value)):
         # An object array keeps bytes whole (a numpy "S" array drops trailing NULs).
         return np.array(value, dtype=object)
@@ -140,17 +141,21 @@ def _as_array(value, dtype=None) -> np.ndarray:
         array = array.astype(object)
     if dtype is None or array.dtype == dtype or array.dtype.kind == "O" or np.dtype(dtype).kind == "O":
         return array
-    # Lists arrive as float64/int64 and arrays often do: narrow them to the signature's
-    # type when the kind allows (float64 -> float32, int -> float), else send as-is and
-    # let the server name the mismatch.
-    if np.can_cast(array.dtype, dtype, casting="same_kind") or (
-            array.dtype.kind in "iub" and np.dtype(dtype).kind in "iuf"):
-        return array.astype(dtype)
+    # Lists arrive as float64/int64, and arrays often come wider than the model takes.
+    src, dst = array.dtype, np.dtype(dtype)
+    if src.kind in "iuf" and dst.kind == "f":
+        finite = np.abs(array[np.isfinite(array)]) if src.kind == "f" else np.abs(array)
+        if finite.size == 0 or finite.max() <= np.finfo(dst).max:
+            return array.astype(dst)
+    elif src.kind in "iu" and dst.kind in "iu":
+        info = np.iinfo(dst)
+        if array.size == 0 or (array.min() >= info.min and array.max() <= info.max):
+            return array.astype(dst)
     return array
 
 
 # ---------------------------------------------------------------------------
-# transports: proto request -> proto response
+# transports: the RPCs over gRPC or REST
 # ---------------------------------------------------------------------------
 
 
@@ -202,48 +207,64 @@ class _RestTransport:
         self._port = parts.port or (443 if self._https else 80)
         self._prefix = parts.path.rstrip("/")
         self._local = threading.local()  # one keep-alive connection per thread
+        self._connections = set()
+        self._lock = threading.Lock()
 
     def close(self):
+        with self._lock:
+            connections, self._connections = self._connections, set()
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+
+    def _drop(self):
+        """Closes this thread's connection (the next request opens a new one)."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
+            with self._lock:
+                self._connections.discard(conn)
 
     def _connection(self, timeout: float):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            conn = cls(self._host, self._port, timeout=timeout)
-            self._local.conn = conn
+            conn = self._local.conn = cls(self._host, self._port, timeout=timeout)
+            with self._lock:
+                self._connections.add(conn)
+        conn.timeout = timeout
+        if conn.sock is None:
+            conn.connect()
+            # Requests are small and answered at once: no Nagle delay on either write.
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         else:
-            conn.timeout = timeout
-            if conn.sock is not None:
-                conn.sock.settimeout(timeout)
+            conn.sock.settimeout(timeout)
         return conn
 
     def request(self, method: str, path: str, body: bytes | None, timeout: float):
-        """(status, parsed JSON) for one HTTP exchange; connection errors are UNAVAILABLE."""
+        """The parsed JSON answer of one HTTP exchange; a non-200 answer raises its error,
+        a connection that fails raises UNAVAILABLE, a timeout DEADLINE_EXCEEDED."""
         headers = {"Content-Type": "application/json"} if body is not None else {}
         for attempt in (0, 1):
-            conn = self._connection(timeout)
-            fresh = conn.sock is None
+            conn = getattr(self._local, "conn", None)
+            reused = conn is not None and conn.sock is not None
             try:
+                conn = self._connection(timeout)
                 conn.request(method, self._prefix + path, body=body, headers=headers)
-                if conn.sock is not None:
-                    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 response = conn.getresponse()
                 data = response.read()
-                if response.getheader("Connection", "").lower() == "close":
-                    self.close()
+                if response.will_close:
+                    self._drop()
                 break
-            except (TimeoutError, socket.timeout):
-                self.close()
+            except TimeoutError:
+                self._drop()
                 raise ClientError(grpc.StatusCode.DEADLINE_EXCEEDED,
                                   f"Deadline Exceeded: no answer from {self.target} in {timeout:g} s") from None
-            except (ConnectionError, http.client.HTTPException, OSError) as e:
-                self.close()
+            except (OSError, http.client.HTTPException) as e:
+                self._drop()
                 # A kept-alive connection the server has since closed: try once on a new one.
-                if attempt == 0 and not fresh and isinstance(
+                if attempt == 0 and reused and isinstance(
                         e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
                     continue
                 raise ClientError(grpc.StatusCode.UNAVAILABLE,

@@ -49,7 +49,8 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving.errors import ServingError
+from serving.errors import ServingError, code_from_int
+from serving.tensors import dtype_string
 
 __all__ = ["RestServer", "start_rest_server", "HTTP_STATUS", "tensor_json", "json_value_to_tensor"]
 
@@ -107,15 +108,6 @@ def _invalid(*parts) -> _Error:
 # JSON -> tensors (json_tensor.cc FillPredictRequestFromJson and friends)
 # ---------------------------------------------------------------------------
 
-# tensorflow::DataTypeString, the names TF Serving puts in its messages.
-_DTYPE_NAMES = {
-    types_pb2.DT_FLOAT: "float", types_pb2.DT_DOUBLE: "double", types_pb2.DT_HALF: "half",
-    types_pb2.DT_INT8: "int8", types_pb2.DT_INT16: "int16", types_pb2.DT_INT32: "int32",
-    types_pb2.DT_INT64: "int64", types_pb2.DT_UINT8: "uint8", types_pb2.DT_UINT16: "uint16",
-    types_pb2.DT_UINT32: "uint32", types_pb2.DT_UINT64: "uint64", types_pb2.DT_BOOL: "bool",
-    types_pb2.DT_STRING: "string", types_pb2.DT_BFLOAT16: "bfloat16",
-    types_pb2.DT_COMPLEX64: "complex64", types_pb2.DT_COMPLEX128: "complex128",
-}
 # Floating types: numpy dtype, the largest integer they hold exactly, their largest value.
 _FLOATS = {
     types_pb2.DT_FLOAT: (np.float32, 2**24 - 1, float(np.finfo(np.float32).max)),
@@ -130,15 +122,6 @@ _INTS = {
         (types_pb2.DT_UINT32, np.uint32), (types_pb2.DT_UINT64, np.uint64),
     )
 }
-
-
-def _dtype_name(dtype: int) -> str:
-    if dtype in _DTYPE_NAMES:
-        return _DTYPE_NAMES[dtype]
-    try:
-        return tf.dtypes.as_dtype(dtype).name
-    except TypeError:
-        return f"DT_{dtype}"
 
 
 def _json_str(value, limit: int = 200) -> str:
@@ -181,7 +164,7 @@ def _b64decode(value) -> bytes:
 def _type_error(value, dtype: int) -> _Error:
     return _invalid(
         "JSON Value: ", _json_str(value), " Type: ", _json_type(value),
-        " is not of expected type: ", _dtype_name(dtype),
+        " is not of expected type: ", dtype_string(dtype),
     )
 
 
@@ -197,9 +180,9 @@ def _check_leaf(value, dtype: int) -> None:
             raise _type_error(value, dtype)
         _, max_int, max_value = _FLOATS[dtype]
         if type(value) is int and abs(value) > max_int:
-            raise _lossy_error(value, _dtype_name(dtype))
+            raise _lossy_error(value, dtype_string(dtype))
         if type(value) is float and np.isfinite(value) and abs(value) > max_value:
-            raise _lossy_error(value, _dtype_name(dtype))
+            raise _lossy_error(value, dtype_string(dtype))
     elif dtype in _INTS:
         info = np.iinfo(_INTS[dtype])
         if type(value) is not int or not info.min <= value <= info.max:
@@ -214,7 +197,7 @@ def _check_leaf(value, dtype: int) -> None:
             raise _type_error(value, dtype)
     else:
         raise _Error(grpc.StatusCode.UNIMPLEMENTED,
-                     f"Conversion of JSON Value: {_json_str(value)} to type: {_dtype_name(dtype)}")
+                     f"Conversion of JSON Value: {_json_str(value)} to type: {dtype_string(dtype)}")
 
 
 def _dense_shape(value) -> list[int]:
@@ -246,19 +229,21 @@ def _check_dense(value, level: int, shape: list[int], dtype: int) -> None:
         _check_dense(item, level + 1, shape, dtype)
 
 
-def _leaves(value) -> np.ndarray:
-    """A dense nested JSON list as an object array of its leaves, or None if it is ragged."""
+def _leaves(value):
+    """(object array of the leaves, their Python types) for a dense nested JSON list, or
+    (None, None) when it is ragged."""
     arr = np.empty((), dtype=object)
     if isinstance(value, list):
         try:
             arr = np.array(value, dtype=object)
         except ValueError:  # deeper than numpy's dimension limit
-            return None
+            return None, None
     else:
         arr[()] = value
-    if any(type(x) is list for x in arr.flat):
-        return None
-    return arr
+    kinds = set(map(type, arr.flat))
+    if list in kinds:  # numpy keeps the rows of a ragged list as list objects
+        return None, None
+    return arr, kinds
 
 
 def json_value_to_tensor(value, dtype: int) -> tensor_pb2.TensorProto:
@@ -270,15 +255,15 @@ def json_value_to_tensor(value, dtype: int) -> tensor_pb2.TensorProto:
     if dtype not in _FLOATS and dtype not in _INTS and dtype not in (types_pb2.DT_BOOL,
                                                                      types_pb2.DT_STRING):
         raise _Error(grpc.StatusCode.UNIMPLEMENTED,
-                     f"Conversion of JSON Value: {_json_str(value)} to type: {_dtype_name(dtype)}")
-    leaves = _leaves(value)
+                     f"Conversion of JSON Value: {_json_str(value)} to type: {dtype_string(dtype)}")
+    leaves, kinds = _leaves(value)
     if leaves is None:
         _check_dense(value, 0, _dense_shape(value), dtype)
         raise _invalid("JSON Value: ", _json_str(value), " is not a dense tensor")  # pragma: no cover
     flat = leaves.ravel()
     allowed = ({bool} if dtype == types_pb2.DT_BOOL else {str, dict} if dtype == types_pb2.DT_STRING
                else {int, float} if dtype in _FLOATS else {int})
-    if not set(map(type, flat)) <= allowed:
+    if not kinds <= allowed:
         for x in flat:
             _check_leaf(x, dtype)  # raises, naming the first value that does not fit
     proto = tensor_pb2.TensorProto(
@@ -654,24 +639,9 @@ def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The gRPC code and message of an error from the core."""
     if isinstance(exc, ServingError):
         return exc.code, exc.message
-    code = getattr(exc, "code", None)
-    if callable(code):  # a grpc.RpcError
-        code = code()
-    if isinstance(code, grpc.StatusCode):
-        message = getattr(exc, "message", None)
-        if callable(message) or message is None:
-            message = exc.details() if hasattr(exc, "details") else str(exc)
-        return code, str(message)
     if isinstance(exc, tf.errors.OpError):
-        return _tf_code(exc), exc.message
+        return code_from_int(exc.error_code), exc.message
     return grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}"
-
-
-def _tf_code(exc: "tf.errors.OpError") -> grpc.StatusCode:
-    for code in grpc.StatusCode:
-        if code.value[0] == exc.error_code:
-            return code
-    return grpc.StatusCode.UNKNOWN
 
 
 class _RestApi:
@@ -704,8 +674,6 @@ class _RestApi:
         try:
             text = self._dispatch(method, path, body)
             return 200, text
-        except _Error as e:
-            code, message = e.code, e.message
         except Exception as e:  # noqa: BLE001 - every error becomes a JSON answer
             code, message = _status_of(e)
             if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
@@ -1001,6 +969,10 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
         self._connections = {}  # socket -> busy?
         self._idle = threading.Condition(self._lock)
         super().__init__(address, _Handler)
+
+    def handle_error(self, request, client_address):
+        # A client that went away mid-request; socketserver would print a traceback.
+        logger.debug("REST connection from %s failed", client_address, exc_info=True)
 
     def process_request(self, request, client_address):
         with self._lock:

@@ -187,6 +187,19 @@ def test_crash_mid_export_leaves_no_version_folder(tmp_path, monkeypatch, shapes
     assert tree(base) == before  # no "2", no .tmp-*, no simple_cnn/
 
 
+def test_temp_folder_of_a_killed_export_is_ignored(tmp_path, shapes_images):
+    # A SIGKILL leaves the temp folder: not all digits, so TF Serving never loads it.
+    base = tmp_path / "models"
+    export_tiny("mlp", base, shapes_images)
+    leftover = base / "mlp" / ".tmp-2-1"
+    (leftover / "variables").mkdir(parents=True)
+    (leftover / "saved_model.pb").write_bytes(b"half")
+    path, _, _ = export_tiny("mlp", base, shapes_images)
+    assert path.name == "2" and leftover.exists()
+    (entry,) = read_models_config(base / "models.config").model_config_list.config
+    assert entry.name == "mlp"
+
+
 def test_verification_mismatch_fails_export_and_publishes_nothing(tmp_path, monkeypatch, shapes_images):
     task = signatures.TASKS["image_classification"]
     wrong = dataclasses.replace(task, reference=lambda model, examples: task.reference(model, examples) + 0.01)
@@ -210,9 +223,11 @@ def _run_dir_without_model(tmp_path):
     ("model name with /", ExportError, r"no '/' or '\.\.'"),
     ("model name ..", ExportError, r"no '/' or '\.\.'"),
     ("existing version", ExportError, "already exists. Pass --overwrite"),
+    ("examples of another shape", ExportError, r"have shape \(4, 8, 8, 1\); the model takes image \[N, 32, 32, 3\]"),
 ])
 def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, shapes_images, case, error, message):
     base, model, name, version, source = tmp_path / "models", tiny_model("mlp"), "mlp", None, None
+    images = shapes_images
     if case == "run dir without a model":
         source = _run_dir_without_model(tmp_path)
     elif case == "base path is a file":
@@ -221,12 +236,14 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, shapes_images, 
         name = "team/mlp"
     elif case == "model name ..":
         name = ".."
+    elif case == "examples of another shape":
+        images = real_images("digits", "train", n=4)
     else:
         export_tiny("mlp", base, shapes_images)
         version = 1
     before = tree(tmp_path)
     with pytest.raises(error, match=message):
-        export_saved_model(source or model, base, name, version, examples=shapes_images)
+        export_saved_model(source or model, base, name, version, examples=images)
     assert tree(tmp_path) == before
 
 
