@@ -495,16 +495,18 @@ class Client:
             spec.version_label = str(label)
         return spec
 
-    def _call(self, method: str, request):
-        return self._retry(method, lambda: self._transport.call(method, request, self.timeout))
+    def _call(self, method: str, request, timeout=None, retries=None):
+        timeout = self.timeout if timeout is None else timeout
+        return self._retry(method, lambda: self._transport.call(method, request, timeout), retries)
 
-    def _retry(self, method: str, attempt_fn):
+    def _retry(self, method: str, attempt_fn, retries=None):
         """One call with a deadline per attempt, retried on UNAVAILABLE with backoff."""
-        for attempt in range(self.retries + 1):
+        retries = self.retries if retries is None else retries
+        for attempt in range(retries + 1):
             try:
                 return attempt_fn()
             except ClientError as e:
-                if e.code != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
+                if e.code != grpc.StatusCode.UNAVAILABLE or attempt == retries:
                     raise
                 delay = min(self.backoff * 2 ** attempt, 5.0) * random.uniform(0.5, 1.0)
                 logger.debug("%s on %s unavailable (%s); retrying in %.2f s",
@@ -628,10 +630,13 @@ class Client:
 
     def status(self, version=None, label=None) -> list:
         """The model's versions: [{"version", "state", "error_code", "error_message"}]."""
+        return self._status(version, label)
+
+    def _status(self, version, label, timeout=None, retries=None) -> list:
         from tensorflow_serving.apis import get_model_status_pb2
 
         request = get_model_status_pb2.GetModelStatusRequest(model_spec=self._spec(version, label))
-        response = self._call("GetModelStatus", request)
+        response = self._call("GetModelStatus", request, timeout, retries)
         states = get_model_status_pb2.ModelVersionStatus.State
         return [
             {
@@ -654,7 +659,9 @@ class Client:
         last = "no answer"
         while True:
             try:
-                states = self.status(version=version, label=label)
+                # This loop is the retry: each try gets only the time that is left.
+                left = max(0.05, min(self.timeout, deadline - time.monotonic()))
+                states = self._status(version, label, timeout=left, retries=0)
                 if any(s["state"] == "AVAILABLE" for s in states):
                     return states
                 last = ", ".join(f"version {s['version']} {s['state']}"

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 
 import numpy as np
+import tensorflow as tf
 
 
 def run_demo(out: str = "zoo-demo") -> int:
@@ -32,8 +34,10 @@ def run_demo(out: str = "zoo-demo") -> int:
         print("[3/5] export is not available in this build; stopping after training")
         return 0
     base = out_dir / "models"
+    # A demo starts clean: TF Serving would otherwise serve the newest earlier export.
+    shutil.rmtree(base / "digits", ignore_errors=True)
     print(f"[3/5] exporting a verified SavedModel to {base}/digits/")
-    version_dir = export_saved_model(run_dir, base, "digits", overwrite=True)
+    version_dir = export_saved_model(run_dir, base, "digits")
     print(f"      {version_dir}")
 
     try:
@@ -41,22 +45,40 @@ def run_demo(out: str = "zoo-demo") -> int:
     except ImportError:
         print("[4/5] serving is not available in this build; stopping after export")
         return 0
-    print("[4/5] serving it with zoo-model-server (gRPC on a free localhost port)")
-    server = ModelServer(model_name="digits", model_base_path=str((base / "digits").resolve()), port=0)
+    print("[4/5] serving it with zoo-model-server (gRPC and REST on free localhost ports)")
+    server = ModelServer(model_name="digits", model_base_path=str((base / "digits").resolve()),
+                         port=0, rest_api_port=0)
     server.start()
     try:
+        images, labels = offline.arrays("digits", "test")
         client = Client(f"localhost:{server.grpc_port}", "digits")
         client.wait_until_available(timeout=60)
-        images, labels = offline.arrays("digits", "test")
-        batch = images[:8].astype(np.float32)
-        print("[5/5] querying over gRPC (Predict, serving_default):")
-        result = client.predict({"image": batch})
-        for i, (label, truth) in enumerate(zip(result["label"], labels[:8])):
-            label = label.decode() if isinstance(label, bytes) else str(label)
+        print("[5/5] querying it")
+        result = client.predict({"image": images[:6].astype(np.float32)})
+        print("      gRPC Predict, serving_default (raw pixels):")
+        for i, truth in enumerate(labels[:6]):
+            label = _text(result["label"][i])
             score = float(np.max(result["probabilities"][i]))
-            mark = "ok" if label == str(truth) else "WRONG"
-            print(f"      image {i}: predicted {label} (p={score:.3f}), true {truth}  {mark}")
-        print(json.dumps({"model_spec": "digits", "status": client.status()}, default=str)[:400])
+            print(f"        image {i}: predicted {label} (p={score:.3f}), true {truth}"
+                  f"  {'ok' if label == str(truth) else 'WRONG'}")
+        png = [tf.io.encode_png(im).numpy() for im in images[6:9]]
+        result = client.predict({"image_bytes": np.array(png, dtype=object)}, signature="image_bytes")
+        print(f"      gRPC Predict, image_bytes (PNG files): labels {[_text(v) for v in result['label']]}, "
+              f"true {[int(v) for v in labels[6:9]]}")
+        top = client.classify([{"image/encoded": png[0]}])[0]
+        best = max(top, key=lambda c: c[1])
+        print(f"      gRPC Classify (tf.Example): top class {_text(best[0])} score {best[1]:.3f}")
+        rest = Client(f"localhost:{server.rest_port}", "digits", protocol="rest")
+        result = rest.predict({"image": images[9:12].astype(np.float32)})
+        print(f"      REST :predict: labels {[_text(v) for v in result['label']]}, "
+              f"true {[int(v) for v in labels[9:12]]}")
+        print(f"      model status: {client.status()}")
+        client.close()
+        rest.close()
     finally:
         server.stop()
     return 0
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
