@@ -412,8 +412,7 @@ def make_example(features) -> "tf.train.Example":
     example = example_pb2.Example()
     for name, value in features.items():
         feature = example.features.feature[name]
-        array = np.asarray(value if not isinstance(value, (bytes, str)) else [value])
-        array = array.ravel()
+        array = _as_array(value).ravel()  # bytes stay whole in an object array
         if array.dtype.kind == "f":
             feature.float_list.value.extend(array.astype(np.float32).tolist())
         elif array.dtype.kind in "iub":

@@ -16,12 +16,12 @@ import time
 import grpc
 import numpy as np
 import pytest
-import yaml
 
 import rest_models as rm
 from serving.client import Client, ClientError, make_example
 from serving.errors import ServingError
 from zoo import cli
+
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "serving" / "deploy"
@@ -392,6 +392,7 @@ def test_zoo_serve_tfserving_without_docker_says_so(toy_dir, fake_docker, capsys
 
 
 def test_deploy_files_are_valid_and_consistent():
+    yaml = pytest.importorskip("yaml")  # PyYAML comes with keras-hub's dependencies
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     service = compose["services"]["tfserving"]
     assert service["image"].startswith("tensorflow/serving")
@@ -414,6 +415,7 @@ def test_deploy_files_are_valid_and_consistent():
 
 
 def test_readiness_probe_script_reads_model_status(model_server):
+    yaml = pytest.importorskip("yaml")
     config = yaml.safe_load((DEPLOY / "k8s" / "configmap.yaml").read_text())
     script = config["data"]["ready.sh"].replace("8501", str(model_server.rest_port))
     env = dict(os.environ, MODELS="toy")

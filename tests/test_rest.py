@@ -221,6 +221,8 @@ BAD = [
      "Unable to base64 decode"),
     ("POST", "/v1/models/toy:predict", {"signature_name": "image_bytes", "instances": [{"b64": "AA", "x": 1}]}, 400,
      "does not have named input: b64"),
+    ("POST", "/v1/models/toy:predict", {"instances": [[[[1.0]]]]}, 400,
+     "Input image has shape [1,1,1,1], which is incompatible with the signature's shape [-1,4,4,1]"),
     ("POST", "/v1/models/toy:predict", {"inputs": [[1, 2], [3]]}, 400,
      "Encountered list at unexpected size: 1 at level: 1 expected size: 2"),
     ("POST", "/v1/models/toy:predict", {"inputs": [[1, 2], 3]}, 400, "found at incorrect level"),
