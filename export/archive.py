@@ -303,7 +303,10 @@ def export_saved_model(
     version = _choose_version(model_dir, version, overwrite)
 
     started = time.perf_counter()
-    inputs, example_source = _real_examples(source, examples, dataset, num_examples, task_signatures.example_key)
+    if task_signatures.prepare is not None:  # e.g. text: bind the run's tokenizer, read raw texts
+        task_signatures, inputs, example_source = task_signatures.prepare(source, examples, dataset, num_examples)
+    else:
+        inputs, example_source = _real_examples(source, examples, dataset, num_examples, task_signatures.example_key)
     expected = task_signatures.reference(source.model, inputs)
     requests = task_signatures.requests(inputs)
 

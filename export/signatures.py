@@ -82,6 +82,9 @@ class TaskSignatures:
     requests: Callable  # (examples dict, batch_sizes) -> list[Request]
     reference: Callable  # (model, examples dict) -> np.ndarray [N, K] probabilities
     example_key: str  # the serving_default input that real examples fill
+    # Tasks whose signatures need more than the model (text: the run's tokenizer):
+    # (source, examples, dataset, count) -> (bound TaskSignatures, examples dict, origin).
+    prepare: Callable | None = None
 
 
 # --- image classification ------------------------------------------------------
@@ -263,10 +266,14 @@ def image_reference(model, examples) -> np.ndarray:
     return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1).numpy()
 
 
+# Imported here, after the types it builds on, to keep one module per task.
+from export import text_signatures  # noqa: E402
+
 TASKS = {
     "image_classification": TaskSignatures(
         build=image_classification, requests=image_requests, reference=image_reference,
         example_key="image"),
+    "text_classification": text_signatures.TEXT_CLASSIFICATION,
 }
 
 

@@ -8,6 +8,8 @@ from zoo import registry
 # Small enough that every check runs in seconds on two CPU cores.
 TINY = {
     "image_classification": dict(num_classes=3, input_shape=(32, 32, 3)),
+    # 200 ids hold synthetic_topics' vocabulary (188 with padding and unknown).
+    "text_classification": dict(num_classes=3, vocabulary_size=200, sequence_length=16),
 }
 TINY_BY_MODEL = {
     "resnet50": dict(width=4),
@@ -16,6 +18,8 @@ TINY_BY_MODEL = {
     "mlp": dict(hidden_units=(16,)),
     "resnet20": dict(width=4),
     "resnet56": dict(width=2),
+    "text_cnn": dict(embedding_dim=8, filters=8, kernel_sizes=(2, 3)),
+    "transformer_classifier": dict(hidden_dim=16, num_layers=1, num_heads=2, intermediate_dim=16),
 }
 
 
@@ -29,9 +33,16 @@ def tiny_model(name):
 
 
 def example_batch(model, batch=4, seed=0):
-    """Random raw inputs matching `model`'s named inputs (pixels 0-255 for images)."""
+    """Random raw inputs matching `model`'s named inputs (pixels 0-255 for images,
+    token ids with trailing padding for text)."""
     rng = np.random.default_rng(seed)
-    return {
-        k: rng.uniform(0, 255, (batch,) + tuple(t.shape[1:])).astype("float32")
-        for k, t in model.input.items()
-    }
+    out = {}
+    for k, t in model.input.items():
+        shape = (batch,) + tuple(t.shape[1:])
+        if "int" in str(t.dtype):
+            ids = rng.integers(2, 100, shape)
+            lengths = rng.integers(1, shape[1] + 1, (batch, 1))
+            out[k] = np.where(np.arange(shape[1]) < lengths, ids, 0).astype(str(t.dtype))
+        else:
+            out[k] = rng.uniform(0, 255, shape).astype("float32")
+    return out

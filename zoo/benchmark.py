@@ -53,10 +53,10 @@ def training_throughput(
                 jit_compile=strategies.use_xla("auto"), steps_per_execution=steps_per_execution)
     timer = _StepTimer()
     # Epoch 1 traces and fills the cache; the later epochs are the measurement.
-    net.fit(ds.repeat(), steps_per_epoch=steps, epochs=1, verbose=0)
+    net.fit(ds.repeat(), steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
     best = 0.0
     for _ in range(repeats):
-        net.fit(ds.repeat(), steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
+        net.fit(ds.repeat(), steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer], shuffle=False)
         best = max(best, steps * batch_size / timer.seconds)
     return best
 

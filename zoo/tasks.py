@@ -26,6 +26,7 @@ TASKS = {
     t.name: t
     for t in [
         Task("image_classification", "image", "[B,H,W,C] float32 pixels 0-255 -> K logits"),
+        Task("text_classification", "token_ids", "[B,T] int32 token ids (0 pads) -> K logits"),
     ]
 }
 

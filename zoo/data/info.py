@@ -11,15 +11,21 @@ class DatasetInfo:
     task: str
     num_classes: int
     label_names: tuple[str, ...]
-    input_shape: tuple  # (H, W, C) of one example as the model receives it
+    input_shape: tuple  # (H, W, C) of an image, (sequence_length,) of token ids
     num_examples: dict  # split name -> examples (None where unknown)
     source: str  # "offline" or "tfds"
     citation: str = ""
+    # Text sets: the tokenizer's words (ids 2..; 0 pads, 1 is out-of-vocabulary).
+    vocabulary: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
         d["label_names"] = list(self.label_names)
         d["input_shape"] = list(self.input_shape)
+        # The words go to their own file (the trainer writes vocab.txt), not into the JSON.
+        vocabulary = d.pop("vocabulary")
+        if vocabulary:
+            d["vocabulary_size"] = len(vocabulary) + 2
         return d
 
 

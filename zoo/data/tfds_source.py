@@ -13,6 +13,8 @@ import logging
 import os
 import socket
 
+import tensorflow as tf
+
 from zoo.data.info import DatasetInfo, DatasetUnavailableError
 
 log = logging.getLogger(__name__)
@@ -41,9 +43,9 @@ def download_reachable(timeout: float = 3.0) -> bool:
 
 
 def _offline_hint():
-    from zoo.data import offline
+    from zoo.data import offline, synthetic_text
 
-    return f"Offline datasets that need no download: {', '.join(offline.NAMES)}."
+    return f"Offline datasets that need no download: {', '.join(offline.NAMES + (synthetic_text.NAME,))}."
 
 
 def builder(name: str, data_dir: str | None = None, download: bool = True):
@@ -82,13 +84,15 @@ def info(b, name: str) -> DatasetInfo:
     if not keys or len(keys) != 2:
         raise ValueError(
             f"TFDS dataset {name!r} has no (input, label) supervised keys; the zoo loads "
-            f"image classification sets such as mnist, fashion_mnist, cifar10."
+            f"classification sets such as mnist, cifar10, imdb_reviews, ag_news_subset."
         )
     image_key, label_key = keys
     label = features[label_key]
     shape = tuple(features[image_key].shape)
+    # Text sets (imdb_reviews, ag_news_subset) have a string feature as input.
+    task = "text_classification" if features[image_key].dtype == tf.string else "image_classification"
     return DatasetInfo(
-        name=name, task="image_classification", source="tfds",
+        name=name, task=task, source="tfds",
         num_classes=int(label.num_classes), label_names=tuple(label.names),
         input_shape=shape,
         num_examples={k: v.num_examples for k, v in b.info.splits.items()},

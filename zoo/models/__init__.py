@@ -1,3 +1,3 @@
 """Model families; importing this package registers every builder."""
 
-from zoo.models import mlp, mobilenet, resnet, simple_cnn  # noqa: F401
+from zoo.models import mlp, mobilenet, resnet, simple_cnn, text_cnn, transformer_classifier  # noqa: F401

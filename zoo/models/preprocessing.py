@@ -37,3 +37,15 @@ def check_num_classes(num_classes, model: str):
 def logits(x, num_classes: int):
     # float32 logits keep the softmax/loss stable under mixed_float16 (Keras' advice).
     return keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
+
+
+def token_input(vocabulary_size, sequence_length, model: str = "model"):
+    """The `{"token_ids": int32 [B, sequence_length]}` input of a text model (0 pads).
+
+    Text models take token ids; the tokenizer lives in the data pipeline for
+    training and in the serving signature for export, so both feed the same ids.
+    """
+    for arg, value, low in (("vocabulary_size", vocabulary_size, 3), ("sequence_length", sequence_length, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{model}: {arg} must be an int >= {low}, got {value!r}.")
+    return keras.Input(shape=(sequence_length,), name="token_ids", dtype="int32")

@@ -4,6 +4,7 @@ A run directory holds everything needed to resume, evaluate and export a run:
 
     config.json    the resolved TrainConfig (what `zoo train` would need to redo it)
     dataset.json   the dataset's metadata: classes, label names, input shape
+    vocab.txt      text tasks: the tokenizer's vocabulary (ids 2..; 0 pads, 1 unknown)
     model.keras    the trained model
     best.keras     the best model by validation loss (written atomically)
     history.json   loss and metrics per epoch; history.csv the same, appended as it goes
@@ -29,6 +30,7 @@ import tensorflow as tf
 
 from zoo import registry, tasks
 from zoo.data import dataset_info, load_dataset
+from zoo.data.tokenizer import VOCABULARY_FILE, read_vocabulary, write_vocabulary
 from zoo.training import strategy as strategies
 from zoo.training.callbacks import AtomicBestCheckpoint
 from zoo.training.config import TrainConfig
@@ -139,7 +141,9 @@ def train(
             `tf.distribute.Strategy` instance.
         verbose: Keras' fit verbosity.
         callbacks: extra Keras callbacks.
-        model_kwargs: builder arguments (num_classes and input_shape come from the data).
+        model_kwargs: builder arguments (num_classes and input_shape, or for text
+            vocabulary_size, come from the data; a text model's sequence_length also
+            sets the pipeline's).
         **options: other `TrainConfig` fields (optimizer, seed, early_stopping_patience, ...).
 
     Example:
@@ -176,19 +180,32 @@ def train(
     train_split, val_split, test_split = _splits(info)
     load = dict(batch_size=config.batch_size, image_size=config.image_size,
                 data_dir=config.data_dir, seed=config.seed)
+    if info.task == "text_classification":
+        load["sequence_length"] = config.model_kwargs.get("sequence_length")
     train_ds, info = load_dataset(dataset, train_split, with_info=True, shuffle=config.shuffle, **load)
+    if info.vocabulary:  # every split of a text run is tokenized with the training vocabulary
+        load["vocabulary"] = info.vocabulary
     val_ds = load_dataset(dataset, val_split, **load) if val_split else None
 
     if info.task != spec.task:
         raise ValueError(f"{model} is a {spec.task} model but {dataset} is a {info.task} dataset.")
-    for fixed in ("num_classes", "input_shape"):
+    from_data = dict(num_classes=info.num_classes)
+    if info.task == "text_classification":
+        # Ids 0 (padding) and 1 (unknown word) come before the vocabulary's words.
+        from_data.update(vocabulary_size=len(info.vocabulary) + 2, sequence_length=info.input_shape[0])
+    else:
+        from_data.update(input_shape=tuple(info.input_shape))
+    for fixed in ("num_classes", "input_shape", "vocabulary_size"):
         if fixed in config.model_kwargs:
-            raise ValueError(f"{fixed} comes from the dataset ({getattr(info, fixed)}); do not set it.")
-    build_kwargs = dict(config.model_kwargs, num_classes=info.num_classes,
-                        input_shape=tuple(info.input_shape))
+            raise ValueError(f"{fixed} comes from the dataset ({from_data.get(fixed)}); do not set it.")
+    build_kwargs = dict(config.model_kwargs, **from_data)
 
     _write_json(run_dir / "config.json", config.to_json())
-    _write_json(run_dir / "dataset.json", info.to_json())
+    dataset_json = info.to_json()
+    if info.vocabulary:
+        write_vocabulary(run_dir / VOCABULARY_FILE, info.vocabulary)
+        dataset_json.update(vocabulary_file=VOCABULARY_FILE, sequence_length=info.input_shape[0])
+    _write_json(run_dir / "dataset.json", dataset_json)
 
     mixed = strategies.use_mixed_precision(config.mixed_precision)
     jit = strategies.use_xla(config.jit_compile)
@@ -293,8 +310,12 @@ def evaluate(run_dir: str | os.PathLike, split: str = "test", which: str = "mode
         {'accuracy': 0.98, 'loss': 0.06, 'split': 'test'}
     """
     net, config, info = load_run(run_dir, which)
+    text = {}
+    if info.get("vocabulary_file"):  # a text run: tokenize as it was trained
+        text = dict(vocabulary=read_vocabulary(pathlib.Path(run_dir) / info["vocabulary_file"]),
+                    sequence_length=info["sequence_length"])
     ds = load_dataset(config.dataset, split, batch_size=config.batch_size,
-                      image_size=config.image_size, data_dir=config.data_dir)
+                      image_size=config.image_size, data_dir=config.data_dir, **text)
     metrics = {k: float(v) for k, v in net.evaluate(ds, verbose=0, return_dict=True).items()}
     metrics["split"] = split
     _write_json(pathlib.Path(run_dir) / f"eval-{split.replace('/', '_')}.json", metrics)
