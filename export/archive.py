@@ -28,7 +28,6 @@ import time
 
 import keras
 import numpy as np
-from tensorflow.core.protobuf import saved_model_pb2
 
 from export import model_card, server_config, verify as verification, warmup
 from export.errors import ExportError, VerificationError

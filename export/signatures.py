@@ -24,7 +24,6 @@ here; the writer, the warm-up, the model card and the verification stay as they 
 from __future__ import annotations
 
 import dataclasses
-import io
 import pathlib
 from typing import Callable
 

@@ -26,6 +26,8 @@ import os
 import threading
 import time
 
+from _thread import allocate_lock as _allocate_lock
+
 import grpc
 import numpy as np
 
@@ -79,12 +81,20 @@ class BatchingOptions:
 
 
 class _Task:
+    """One request's inputs, waiting for its rows of a batch's outputs.
+
+    `done` is a bare lock, held from creation until the batch thread releases it:
+    the cheapest way to wake exactly one waiting thread (an Event builds a
+    Condition and a waiter lock per wait), and it is made once per request.
+    """
+
     __slots__ = ("inputs", "size", "done", "outputs", "error", "cancelled")
 
     def __init__(self, inputs, size):
         self.inputs = inputs
         self.size = size
-        self.done = threading.Event()
+        self.done = _allocate_lock()
+        self.done.acquire()
         self.outputs = None
         self.error = None
         self.cancelled = False
@@ -183,6 +193,11 @@ class BatchScheduler:
             queue = self._queues.get(key)
             if queue is None:
                 queue = self._queues[key] = _Queue(servable, signature_name, tuple(output_keys))
+            # A batch thread is woken only when there is something new for it: a
+            # batch that closed, or a new open batch whose timeout it must start
+            # timing. A task joining an open batch changes neither, and waking the
+            # thread for each would cost a context switch per request.
+            wake = False
             if queue.open_size + size > self.options.max_batch_size:
                 if len(queue.closed) >= self.options.max_enqueued_batches:
                     raise ServingError(
@@ -190,16 +205,22 @@ class BatchScheduler:
                         "The batch scheduling queue to which this task was submitted is full",
                     )
                 queue.close_open()
+                wake = True
             if not queue.open:
                 queue.open_since = time.monotonic()
+                wake = True
             queue.open.append(task)
             queue.open_size += size
             if queue.open_size == self.options.max_batch_size:
                 queue.close_open()
-            self._cv.notify()
-        if timeout is not None:
-            timeout = min(max(timeout, 0.0), threading.TIMEOUT_MAX)
-        if not task.done.wait(timeout):
+                wake = True
+            if wake:
+                self._cv.notify()
+        if timeout is None:
+            finished = task.done.acquire()
+        else:
+            finished = task.done.acquire(timeout=min(max(timeout, 0.0), threading.TIMEOUT_MAX))
+        if not finished:
             task.cancelled = True
             raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
         if task.error is not None:
@@ -300,7 +321,7 @@ class BatchScheduler:
                 task.error = error
         finally:
             for task in tasks:
-                task.done.set()
+                task.done.release()
 
     def _padded_size(self, total):
         for size in self.options.allowed_batch_sizes:

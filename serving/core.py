@@ -284,8 +284,9 @@ class ServerCore:
         outputs = self._run(servable, signature_name, inputs, output_keys, timeout, batch, "Predict")
         response = predict_pb2.PredictResponse()
         _set_model_spec(response.model_spec, request.model_spec.name, signature_name, servable.version)
+        response_outputs = response.outputs
         for alias in output_keys:
-            response.outputs[alias].CopyFrom(tensors.from_ndarray(outputs[alias]))
+            tensors.fill(response_outputs[alias], outputs[alias])
         return response
 
     def classify_on(self, servable, request, *, timeout=None, batch=True):

@@ -66,6 +66,7 @@ class Metrics:
 
     def __init__(self):
         self.registry = CollectorRegistry()
+        self._children = {}
         self.request_count = _Counter(
             ":tensorflow:serving:request_count",
             "The total number of requests.",
@@ -104,16 +105,25 @@ class Metrics:
     def record_request(self, model_name, api, entrypoint, status, latency_us):
         """Count one request and its latency; `status` is a code name such as "OK"."""
         self.request_count.inc(model_name, status)
-        self.request_latency.labels(model_name, api, entrypoint, status).observe(latency_us)
+        self._child(self.request_latency, (model_name, api, entrypoint, status)).observe(latency_us)
 
     def record_runtime(self, model_name, api, runtime, latency_us):
         """Time spent running the model (`runtime`: "TF1" or "TF2")."""
-        self.runtime_latency.labels(model_name, api, runtime).observe(latency_us)
+        self._child(self.runtime_latency, (model_name, api, runtime)).observe(latency_us)
 
     def record_batch(self, model_name, op_name, size, padding):
         """One processed batch of `size` real rows plus `padding` padded ones."""
-        self.batch_size.labels(model_name, op_name).observe(size)
-        self.padding_size.labels(model_name, op_name).observe(padding)
+        self._child(self.batch_size, (model_name, op_name)).observe(size)
+        self._child(self.padding_size, (model_name, op_name)).observe(padding)
+
+    def _child(self, metric, labels):
+        # `labels()` takes the metric's lock and builds its key on every call; the
+        # children never change once made, so each request looks its own up here.
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def exposition(self):
         """The Prometheus text exposition: (content_type, body bytes)."""

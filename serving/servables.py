@@ -124,6 +124,79 @@ class Servable:
         pass
 
 
+class _SignatureRunner:
+    """Calls one signature's concrete function with its inputs pre-resolved.
+
+    `ConcreteFunction.__call__` binds keyword arguments against the function type,
+    converts and checks each value and packs the outputs on every call: about
+    90 µs of Python per call here, a quarter of a one-image CNN's run. A signature
+    is a flat map of named tensors, so its argument order, dtypes and shapes are
+    resolved once at load and the traced function is called with the tensors in
+    that order. The request's dtypes and shapes were already checked against the
+    SignatureDef; anything the flat call is not sure of (a value whose dtype or
+    shape does not match the function's spec, a function whose arguments are not
+    one tensor each, a TensorFlow without these internals) takes the public call,
+    which raises what it always raised.
+    """
+
+    __slots__ = ("_function", "_names", "_specs", "_call", "_captures")
+
+    def __init__(self, function):
+        self._function = function
+        self._names = None
+        self._specs = None
+        self._call = None
+        self._captures = None
+        try:
+            parameters = list(function.function_type.parameters.values())
+            specs = []
+            for parameter in parameters:
+                spec = parameter.type_constraint
+                if not isinstance(spec, tf.TensorSpec) or parameter.default is not parameter.empty:
+                    return
+                dims = None if spec.shape.rank is None else tuple(spec.shape.as_list())
+                specs.append((spec.dtype, dims))
+            captured = list(function._captured_inputs)  # noqa: SLF001 - see the docstring
+            if len(function.inputs) != len(parameters) + len(function.captured_inputs):
+                return
+            call = function._inference_function.call_preflattened  # noqa: SLF001
+        except Exception:  # an unexpected TensorFlow: the public call only
+            return
+        self._names = tuple(p.name for p in parameters)
+        self._specs = tuple(specs)
+        self._call = call
+        # Captures are resource handles fixed for the life of the loaded object,
+        # unless some are resolved lazily (callables): then they are read per call.
+        self._captures = None if any(callable(c) for c in captured) else list(function.captured_inputs)
+
+    def __call__(self, inputs):
+        """Run on numpy inputs keyed by alias; return the structured (dict) outputs."""
+        names = self._names
+        if names is None or len(inputs) != len(names):
+            return self._slow(inputs)
+        flat = []
+        for name, (dtype, dims) in zip(names, self._specs):
+            value = inputs.get(name)
+            if value is None:
+                return self._slow(inputs)
+            tensor = tf.constant(value)
+            if tensor.dtype != dtype:
+                return self._slow(inputs)
+            if dims is not None:
+                shape = value.shape
+                if len(shape) != len(dims) or any(d is not None and d != s for d, s in zip(dims, shape)):
+                    return self._slow(inputs)
+            flat.append(tensor)
+        captures = self._captures if self._captures is not None else self._function.captured_inputs
+        outputs = self._call(flat + captures)
+        if not isinstance(outputs, dict):  # not a signature's output map: be safe
+            return self._slow(inputs)
+        return outputs
+
+    def _slow(self, inputs):
+        return self._function(**{alias: tf.constant(value) for alias, value in inputs.items()})
+
+
 class _ObjectGraphServable(Servable):
     """A TF2 SavedModel, run through the concrete functions of its signatures."""
 
@@ -132,11 +205,10 @@ class _ObjectGraphServable(Servable):
     def __init__(self, name, version, path, signature_defs, tags):
         super().__init__(name, version, path, signature_defs)
         self._loaded = tf.saved_model.load(path, tags=list(tags))
-        self._functions = dict(self._loaded.signatures)
+        self._functions = {key: _SignatureRunner(f) for key, f in self._loaded.signatures.items()}
 
     def run(self, signature_name, inputs, output_keys):
-        function = self._functions[signature_name]
-        outputs = function(**{alias: tf.constant(value) for alias, value in inputs.items()})
+        outputs = self._functions[signature_name](inputs)
         return {alias: outputs[alias].numpy() for alias in output_keys}
 
     def _close(self):

@@ -20,7 +20,7 @@ import math
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 
 from serving.errors import ServingError
 
@@ -82,18 +82,35 @@ def dtype_string(dtype: int) -> str:
     return name.removeprefix("DT_").lower()
 
 
+# Both conversions ask tf.dtypes, which costs microseconds a call; every request
+# makes a few, so the answers are remembered (a handful of entries at most).
+_NUMPY_DTYPES = {}
+_DATATYPES = {}
+
+
 def numpy_dtype(dtype: int) -> np.dtype:
     """The numpy dtype that holds a DataType (object for DT_STRING)."""
-    if dtype == types_pb2.DT_STRING:
-        return np.dtype(object)
-    return np.dtype(tf.dtypes.as_dtype(dtype).as_numpy_dtype)
+    np_dtype = _NUMPY_DTYPES.get(dtype)
+    if np_dtype is None:
+        if dtype == types_pb2.DT_STRING:
+            np_dtype = np.dtype(object)
+        else:
+            np_dtype = np.dtype(tf.dtypes.as_dtype(dtype).as_numpy_dtype)
+        _NUMPY_DTYPES[dtype] = np_dtype
+    return np_dtype
 
 
 def datatype_of(array: np.ndarray) -> int:
     """The DataType enum for a numpy array's dtype (strings and bytes -> DT_STRING)."""
-    if array.dtype.kind in "OUS":
-        return types_pb2.DT_STRING
-    return tf.dtypes.as_dtype(array.dtype).as_datatype_enum
+    np_dtype = array.dtype
+    datatype = _DATATYPES.get(np_dtype)
+    if datatype is None:
+        if np_dtype.kind in "OUS":
+            datatype = types_pb2.DT_STRING
+        else:
+            datatype = tf.dtypes.as_dtype(np_dtype).as_datatype_enum
+        _DATATYPES[np_dtype] = datatype
+    return datatype
 
 
 def shape_string(dims) -> str:
@@ -224,15 +241,21 @@ def from_ndarray(value, dtype: int | None = None) -> tensor_pb2.TensorProto:
     Returns:
         The TensorProto.
     """
+    proto = tensor_pb2.TensorProto()
+    fill(proto, value, dtype)
+    return proto
+
+
+def fill(proto: tensor_pb2.TensorProto, value, dtype: int | None = None) -> None:
+    """`from_ndarray` into an existing, empty TensorProto (such as a response's
+    `outputs[alias]`), which saves building a message and copying it there."""
     array = _as_array(value, dtype)
-    proto = tensor_pb2.TensorProto(
-        dtype=datatype_of(array),
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in array.shape]
-        ),
-    )
-    if proto.dtype == types_pb2.DT_STRING:
+    datatype = datatype_of(array)
+    proto.dtype = datatype
+    add = proto.tensor_shape.dim.add
+    for d in array.shape:
+        add().size = d
+    if datatype == types_pb2.DT_STRING:
         proto.string_val.extend(_as_bytes(item) for item in array.ravel())
     else:
-        proto.tensor_content = np.ascontiguousarray(array).tobytes()
-    return proto
+        proto.tensor_content = array.tobytes()
