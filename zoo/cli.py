@@ -11,7 +11,7 @@ import sys
 
 EXAMPLES = {
     "list": "zoo list\n  zoo list --task image_classification --json",
-    "info": "zoo info simple_cnn\n  zoo info models/digits/1      (an export)",
+    "info": "zoo info simple_cnn\n  zoo info runs/simple_cnn-digits\n  zoo info models/digits        (an export: its newest version)",
     "train": (
         "zoo train simple_cnn --dataset digits --epochs 15\n"
         "  zoo train resnet20 --dataset cifar10 --epochs 30 --set optimizer=sgd --set learning_rate=0.1\n"
@@ -56,26 +56,30 @@ def _cmd_list(args):
 
 def _cmd_info(args):
     if os.path.isdir(args.target):
-        try:
-            from export.cli import describe_export
-        except ImportError:  # pragma: no cover - export package absent
-            describe_export = None
-        if describe_export is not None and os.path.exists(os.path.join(args.target, "saved_model.pb")):
-            print(json.dumps(describe_export(args.target), indent=2))
+        from export import describe_export, format_export, is_export
+
+        if is_export(args.target):
+            info = describe_export(args.target)
+            print(json.dumps(info, indent=2, default=str) if args.json else format_export(info))
             return 0
         from zoo.training import load_run
 
         model, config, info = load_run(args.target)
-        model.summary()
+        if not args.json:
+            model.summary()
         print(json.dumps({"config": config.to_json(), "dataset": info}, indent=2))
         return 0
+    import inspect
+
     from zoo import registry
 
     spec = registry.get_model_spec(args.target)
     model = registry.build_model(args.target)
+    if args.json:
+        print(json.dumps({"name": spec.name, "task": spec.task, "default_dataset": spec.default_dataset,
+                          "parameters": model.count_params(), "arguments": spec.defaults}, indent=2, default=str))
+        return 0
     print(f"{spec.name} ({spec.task}; default dataset {spec.default_dataset})\n")
-    import inspect
-
     print(inspect.getdoc(spec.builder), "\n")
     model.summary()
     return 0
@@ -138,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_list)
 
     p = _parser_with_example(sub, "info", "describe a model, a run directory or an export")
-    p.add_argument("target", help="a model name, a run directory or an export version directory")
+    p.add_argument("target", help="a model name, a run directory, or an export (model or version folder)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a summary")
     p.set_defaults(fn=_cmd_info)
 
     p = _parser_with_example(sub, "train", "train a model with fit and write a run directory")
