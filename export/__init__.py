@@ -16,9 +16,10 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from export.archive import export_saved_model  # noqa: E402
 from export.cli import describe_export, format_export, is_export  # noqa: E402
 from export.errors import ExportError, VerificationError  # noqa: E402
+from export.fold import fold_batch_norms  # noqa: E402
 from export.server_config import write_server_config  # noqa: E402
 
 __all__ = [
-    "ExportError", "VerificationError", "describe_export", "export_saved_model", "format_export",
+    "ExportError", "VerificationError", "describe_export", "export_saved_model", "fold_batch_norms", "format_export",
     "is_export", "write_server_config",
 ]

@@ -30,6 +30,7 @@ import keras
 import numpy as np
 
 from export import model_card, server_config, verify as verification, warmup
+from export.fold import fold_batch_norms
 from export.errors import ExportError, VerificationError
 from export.signatures import get_task_signatures
 
@@ -187,9 +188,9 @@ def _set_method_names(export_dir: pathlib.Path, methods: dict) -> None:
         (export_dir / "fingerprint.pb").unlink(missing_ok=True)
 
 
-def _write_saved_model(source: _Source, signatures, export_dir: pathlib.Path) -> None:
+def _write_saved_model(model: keras.Model, signatures, export_dir: pathlib.Path) -> None:
     archive = keras.export.ExportArchive()
-    archive.track(source.model)
+    archive.track(model)
     # Keras issue 23553: track() lists the keras.Variable wrappers while the endpoints
     # capture the tf.Variables inside them, so every weight is saved (and loaded by
     # TF Serving) twice. Tracking the tf.Variables themselves lets the SavedModel
@@ -241,6 +242,7 @@ def export_saved_model(
     version_policy: str | None = None,
     serving_base_path: str | None = None,
     verify_timeout: float = 600,
+    fold_batch_norm: bool = True,
 ) -> pathlib.Path:
     """Exports a Keras model or a training run as `<base_path>/<model_name>/<version>/`.
 
@@ -270,6 +272,9 @@ def export_saved_model(
         serving_base_path: base path as the server sees it (e.g. "/models" in the
             TF Serving container), written into models.config.
         verify_timeout: seconds allowed for verification.
+        fold_batch_norm: fold each BatchNormalization into the convolution before it
+            (`export.fold.fold_batch_norms`): the same outputs from fewer ops and
+            variables. Verification still compares against the unfolded model.
 
     Returns:
         The version folder.
@@ -306,8 +311,16 @@ def export_saved_model(
         task_signatures, inputs, example_source = task_signatures.prepare(source, examples, dataset, num_examples)
     else:
         inputs, example_source = _real_examples(source, examples, dataset, num_examples, task_signatures.example_key)
+    # The reference is the model as trained, so verification also checks the folding.
     expected = task_signatures.reference(source.model, inputs)
     requests = task_signatures.requests(inputs)
+    serving_model = source.model
+    if fold_batch_norm:
+        try:
+            serving_model = fold_batch_norms(source.model)
+        except Exception as e:
+            raise ExportError(f"Could not fold BatchNormalization in {source.architecture} ({e}); "
+                              f"export with fold_batch_norm=False (--no-fold-batch-norm).") from e
 
     created = [d for d in (base, model_dir) if not d.exists()]
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -315,8 +328,8 @@ def export_saved_model(
     final = model_dir / str(version)
     try:
         with tempfile.TemporaryDirectory(prefix="zoo-export-") as staging:
-            signatures = task_signatures.build(source.model, source.label_names, staging)
-            _write_saved_model(source, signatures, tmp)
+            signatures = task_signatures.build(serving_model, source.label_names, staging)
+            _write_saved_model(serving_model, signatures, tmp)
         # The staging copy of labels.txt is gone now: the export must use its own asset.
         warmup.write_warmup_requests(tmp, requests, model_name)
         card = model_card.build_model_card(
@@ -327,6 +340,8 @@ def export_saved_model(
             examples={"source": example_source, "examples": len(expected), "records": len(requests)},
             metrics=source.metrics, training=source.config, dataset=source.dataset,
         )
+        card["fold_batch_norm"] = {"enabled": bool(fold_batch_norm),
+                                   "folded_layers": len(source.model.layers) - len(serving_model.layers)}
         model_card.write_model_card(tmp, card)
         if verify:
             methods = {k: e.method_name for k, e in signatures.endpoints.items()}

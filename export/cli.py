@@ -53,6 +53,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--num-examples", type=int, default=4,
                    help="training examples for warm-up records and verification (default: 4)")
     p.add_argument("--version-policy", help="models.config policy: latest, latest:N, all, specific:1,2")
+    p.add_argument("--no-fold-batch-norm", action="store_true",
+                   help="keep BatchNormalization layers as trained instead of folding them into "
+                        "the convolutions before them (the default folds: same outputs, smaller export)")
     p.add_argument("--serving-base-path", help="base path as the server sees it, for models.config")
     p.set_defaults(fn=run_export, func=run_export)  # zoo.cli calls args.fn(args)
     return p
@@ -65,6 +68,7 @@ def run_export(args) -> int:
         args.run_dir, args.base_path, args.model_name, args.version, overwrite=args.overwrite,
         verify=not args.no_verify, checkpoint=args.checkpoint, num_examples=args.num_examples,
         version_policy=args.version_policy, serving_base_path=args.serving_base_path,
+        fold_batch_norm=not args.no_fold_batch_norm,
     )
     info = describe_export(path)
     print(f"Exported {info['model_name']} version {info['version']} to {path}"
