@@ -22,10 +22,10 @@ Example:
 
 import collections
 import dataclasses
+import logging
 import os
 import threading
 import time
-
 from _thread import allocate_lock as _allocate_lock
 
 import grpc
@@ -33,6 +33,9 @@ import numpy as np
 
 from serving.errors import ServingError
 from serving.servables import as_serving_error
+
+log = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass(frozen=True)
 class BatchingOptions:
@@ -88,16 +91,27 @@ class _Task:
     Condition and a waiter lock per wait), and it is made once per request.
     """
 
-    __slots__ = ("inputs", "size", "done", "outputs", "error", "cancelled")
+    __slots__ = ("inputs", "size", "done", "outputs", "error", "cancelled", "sink", "waiter")
 
-    def __init__(self, inputs, size):
+    def __init__(self, inputs, size, sink=None, waiter=None):
         self.inputs = inputs
         self.size = size
-        self.done = _allocate_lock()
-        self.done.acquire()
+        self.sink = sink
+        self.waiter = waiter
+        if sink is None:
+            self.done = _allocate_lock()
+            self.done.acquire()
+        else:
+            self.done = None
         self.outputs = None
         self.error = None
         self.cancelled = False
+
+    def result(self):
+        """This task's outputs, or raise its error (once the batch has run)."""
+        if self.error is not None:
+            raise self.error
+        return self.outputs
 
 
 class _Queue:
@@ -157,6 +171,39 @@ class BatchScheduler:
             ServingError: INVALID_ARGUMENT for unbatchable inputs, UNAVAILABLE when
                 the queue is full, DEADLINE_EXCEEDED on timeout.
         """
+        task = self.submit(servable, signature_name, inputs, output_keys)
+        if task is None:
+            # Nothing to batch (no inputs, or zero rows): run it as it is.
+            return servable.run(signature_name, inputs, output_keys)
+        if timeout is None:
+            finished = task.done.acquire()
+        else:
+            finished = task.done.acquire(timeout=min(max(timeout, 0.0), threading.TIMEOUT_MAX))
+        if not finished:
+            task.cancelled = True
+            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        return task.result()
+
+    def submit(self, servable, signature_name, inputs, output_keys, sink=None, waiter=None):
+        """Queue one request's inputs without waiting for them: `run`'s first half.
+
+        Args:
+            servable, signature_name, inputs, output_keys: as for `run`.
+            sink: None, and the returned task's `done` lock is released when its
+                batch has run; or a callable that the batch thread calls once per
+                batch with the list of that batch's tasks that gave this sink (an
+                event loop's way to learn of many results with one wake-up).
+            waiter: anything the sink needs to find the request again (stored as
+                the task's `waiter`).
+
+        Returns:
+            The queued task (`task.result()` gives the outputs once it has run,
+            `task.cancelled = True` drops it), or None when there is nothing to
+            batch (no inputs, or zero rows): the caller runs those itself.
+
+        Raises:
+            ServingError: as `run`, except DEADLINE_EXCEEDED.
+        """
         size = None
         for array in inputs.values():
             if array.ndim == 0:
@@ -172,8 +219,7 @@ class BatchScheduler:
                     "Batching Run() input tensors must have equal 0th-dimension size",
                 )
         if not size:
-            # Nothing to batch (no inputs, or zero rows): run it as it is.
-            return servable.run(signature_name, inputs, output_keys)
+            return None
         if size > self.options.max_batch_size:
             raise ServingError(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -186,7 +232,7 @@ class BatchScheduler:
             tuple(output_keys),
             tuple((alias, a.dtype.str, a.shape[1:]) for alias, a in sorted(inputs.items())),
         )
-        task = _Task(inputs, size)
+        task = _Task(inputs, size, sink, waiter)
         with self._cv:
             if self._stopped:
                 raise ServingError(grpc.StatusCode.UNAVAILABLE, "Batch scheduler is stopped")
@@ -216,16 +262,7 @@ class BatchScheduler:
                 wake = True
             if wake:
                 self._cv.notify()
-        if timeout is None:
-            finished = task.done.acquire()
-        else:
-            finished = task.done.acquire(timeout=min(max(timeout, 0.0), threading.TIMEOUT_MAX))
-        if not finished:
-            task.cancelled = True
-            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
-        if task.error is not None:
-            raise task.error
-        return task.outputs
+        return task
 
     def stop(self):
         """Finish the batches already queued, then stop the threads."""
@@ -320,8 +357,17 @@ class BatchScheduler:
             for task in tasks:
                 task.error = error
         finally:
+            sinks = {}
             for task in tasks:
-                task.done.release()
+                if task.sink is None:
+                    task.done.release()
+                else:
+                    sinks.setdefault(task.sink, []).append(task)
+            for sink, finished in sinks.items():
+                try:
+                    sink(finished)
+                except Exception:
+                    log.exception("Delivering a batch's results failed")
 
     def _padded_size(self, total):
         for size in self.options.allowed_batch_sizes:
