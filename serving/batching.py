@@ -20,6 +20,7 @@ Example:
     >>> scheduler.stop()
 """
 
+import asyncio
 import collections
 import dataclasses
 import logging
@@ -114,6 +115,32 @@ class _Task:
         return self.outputs
 
 
+def _expire(future):
+    if not future.done():
+        future.set_exception(ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
+
+
+def _resolve(tasks):
+    for task in tasks:
+        if not task.waiter.done():
+            task.waiter.set_result(None)
+
+
+class _LoopSink:
+    """Hands a batch's finished tasks to the event loop that awaits them, in one call."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self, loop):
+        self._loop = loop
+
+    def __call__(self, tasks):
+        try:
+            self._loop.call_soon_threadsafe(_resolve, tasks)
+        except RuntimeError:  # the loop has closed: nobody is waiting any more
+            pass
+
+
 class _Queue:
     """The open batch and the closed batches of one (servable, signature, shapes) key."""
 
@@ -146,6 +173,7 @@ class BatchScheduler:
         self._metrics = metrics
         self._cv = threading.Condition()
         self._queues = {}
+        self._sinks = {}  # event loop -> _LoopSink
         self._stopped = False
         self._threads = [
             threading.Thread(target=self._work, name=f"{options.thread_pool_name}_{i}", daemon=True)
@@ -183,6 +211,38 @@ class BatchScheduler:
             task.cancelled = True
             raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
         return task.result()
+
+    async def run_async(self, servable, signature_name, inputs, output_keys, timeout=None):
+        """`run` for a coroutine on an asyncio event loop: awaits the batch, holds no thread.
+
+        The batch thread hands each batch's results to the loop with one
+        `call_soon_threadsafe`, however many of the loop's requests were in it.
+        Cancelling the awaiting coroutine drops its task from the batch.
+        """
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        task = self.submit(servable, signature_name, inputs, output_keys, self._sink(loop), future)
+        if task is None:
+            return await loop.run_in_executor(None, servable.run, signature_name, inputs, output_keys)
+        expiry = None
+        if timeout is not None:
+            expiry = loop.call_later(max(timeout, 0.0), _expire, future)
+        try:
+            await future
+        except BaseException:
+            task.cancelled = True
+            raise
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+        return task.result()
+
+    def _sink(self, loop):
+        sink = self._sinks.get(loop)
+        if sink is None:
+            with self._cv:
+                sink = self._sinks.setdefault(loop, _LoopSink(loop))
+        return sink
 
     def submit(self, servable, signature_name, inputs, output_keys, sink=None, waiter=None):
         """Queue one request's inputs without waiting for them: `run`'s first half.

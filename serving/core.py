@@ -17,9 +17,12 @@ Example:
     >>> tensors.to_ndarray(response.outputs["probabilities"])
 """
 
+import asyncio
+import inspect
 import logging
 import os
 import time
+from collections import namedtuple
 
 import grpc
 import numpy as np
@@ -57,6 +60,10 @@ REGRESS_OUTPUTS = "outputs"
 SIGNATURE_DEF_FIELD = "signature_def"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000
+
+
+# One model run an API's steps ask for (see ServerCore._drive).
+_Run = namedtuple("_Run", "servable signature_name inputs output_keys timeout batch api")
 
 
 def _invalid(message):
@@ -112,7 +119,10 @@ class ServerCore:
     Every request method takes the request proto and keyword-only `timeout`
     (seconds a batched request may wait, or None) and `entrypoint` (the
     `entrypoint` label of the latency metric: "GRPC", "REST", ...), returns the
-    response proto, and raises `ServingError`.
+    response proto, and raises `ServingError`. Predict, Classify, Regress and
+    MultiInference also come as coroutines (`predict_async`, ...) for an asyncio
+    server: the same checks, answers, errors and metrics, awaiting the model run
+    instead of blocking a thread on it.
     """
 
     def __init__(self, manager, *, batcher=None, metrics=None, enable_signature_method_name_check=False):
@@ -125,45 +135,48 @@ class ServerCore:
 
     def predict(self, request: predict_pb2.PredictRequest, *, timeout=None, entrypoint="GRPC"):
         """Predict: run a signature on named input tensors (output_filter selects outputs)."""
-
-        def call():
-            self._require_model_spec(request)
-            with self.manager.handle(request.model_spec) as servable:
-                return self.predict_on(servable, request, timeout=timeout)
-
-        return self._observe("Predict", request.model_spec.name, entrypoint, call)
+        return self._observe("Predict", request.model_spec.name, entrypoint,
+                             self._with_servable(request, self._predict_steps, timeout))
 
     def classify(self, request: classification_pb2.ClassificationRequest, *, timeout=None, entrypoint="GRPC"):
         """Classify: tf.Examples in, (label, score) pairs per example out."""
-
-        def call():
-            self._require_model_spec(request)
-            with self.manager.handle(request.model_spec) as servable:
-                return self.classify_on(servable, request, timeout=timeout)
-
-        return self._observe("Classify", request.model_spec.name, entrypoint, call)
+        return self._observe("Classify", request.model_spec.name, entrypoint,
+                             self._with_servable(request, self._classify_steps, timeout))
 
     def regress(self, request: regression_pb2.RegressionRequest, *, timeout=None, entrypoint="GRPC"):
         """Regress: tf.Examples in, one float per example out."""
-
-        def call():
-            self._require_model_spec(request)
-            with self.manager.handle(request.model_spec) as servable:
-                return self.regress_on(servable, request, timeout=timeout)
-
-        return self._observe("Regress", request.model_spec.name, entrypoint, call)
+        return self._observe("Regress", request.model_spec.name, entrypoint,
+                             self._with_servable(request, self._regress_steps, timeout))
 
     def multi_inference(self, request: inference_pb2.MultiInferenceRequest, *, timeout=None, entrypoint="GRPC"):
         """MultiInference: several Classify/Regress signatures of one model on one input."""
         name = request.tasks[0].model_spec.name if request.tasks else ""
+        return self._observe("MultiInference", name, entrypoint, self._multi_inference_steps_for(request, timeout))
 
-        def call():
-            if not request.tasks:
-                raise _invalid("Expected at least one task")
-            with self.manager.handle(request.tasks[0].model_spec) as servable:
-                return self.multi_inference_on(servable, request, timeout=timeout)
+    # The same four for an asyncio event loop (the gRPC server when batching is on):
+    # the same checks, answers, errors and metrics, but a request waits for its
+    # batch without holding a thread.
 
-        return self._observe("MultiInference", name, entrypoint, call)
+    async def predict_async(self, request, *, timeout=None, entrypoint="GRPC"):
+        """`predict`, awaiting the model run (see `serving.batching.BatchScheduler.run_async`)."""
+        return await self._observe_async("Predict", request.model_spec.name, entrypoint,
+                                         self._with_servable(request, self._predict_steps, timeout))
+
+    async def classify_async(self, request, *, timeout=None, entrypoint="GRPC"):
+        """`classify`, awaiting the model run."""
+        return await self._observe_async("Classify", request.model_spec.name, entrypoint,
+                                         self._with_servable(request, self._classify_steps, timeout))
+
+    async def regress_async(self, request, *, timeout=None, entrypoint="GRPC"):
+        """`regress`, awaiting the model run."""
+        return await self._observe_async("Regress", request.model_spec.name, entrypoint,
+                                         self._with_servable(request, self._regress_steps, timeout))
+
+    async def multi_inference_async(self, request, *, timeout=None, entrypoint="GRPC"):
+        """`multi_inference`, awaiting the model runs."""
+        name = request.tasks[0].model_spec.name if request.tasks else ""
+        return await self._observe_async("MultiInference", name, entrypoint,
+                                         self._multi_inference_steps_for(request, timeout))
 
     def get_model_metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, *, entrypoint="GRPC"):
         """GetModelMetadata: the model's SignatureDefMap under "signature_def"."""
@@ -264,6 +277,23 @@ class ServerCore:
     # The APIs on one loaded servable (also what warmup replays).
 
     def predict_on(self, servable, request, *, timeout=None, batch=True):
+        return self._drive(self._predict_steps(servable, request, timeout, batch))
+
+    def classify_on(self, servable, request, *, timeout=None, batch=True):
+        return self._drive(self._classify_steps(servable, request, timeout, batch))
+
+    def regress_on(self, servable, request, *, timeout=None, batch=True):
+        return self._drive(self._regress_steps(servable, request, timeout, batch))
+
+    def multi_inference_on(self, servable, request, *, timeout=None, batch=True):
+        return self._drive(self._multi_inference_steps(servable, request, timeout, batch))
+
+    # Each API as a generator of "steps": it yields a `_Run` whenever it needs the
+    # model run, and is sent back the outputs (or has the run's error thrown into
+    # it). `_drive` runs the steps on this thread, `_drive_async` on an event loop,
+    # so the checks and answers are written once for both.
+
+    def _predict_steps(self, servable, request, timeout, batch=True):
         signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
         signature = servable.signature_defs.get(signature_name)
         if signature is None:
@@ -279,9 +309,10 @@ class ServerCore:
                 f"Expected prediction signature method_name to be one of {{{PREDICT_METHOD}, "
                 f"{CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {signature.method_name}",
             )
-        inputs = self._predict_inputs(signature, request)
-        output_keys = self._output_keys(signature, request.output_filter)
-        outputs = self._run(servable, signature_name, inputs, output_keys, timeout, batch, "Predict")
+        inputs = self._predict_inputs(servable, signature_name, signature, request)
+        output_keys = (self._output_keys(signature, request.output_filter) if request.output_filter
+                       else self._plan(servable, signature_name, signature)[2])
+        outputs = yield _Run(servable, signature_name, inputs, output_keys, timeout, batch, "Predict")
         response = predict_pb2.PredictResponse()
         _set_model_spec(response.model_spec, request.model_spec.name, signature_name, servable.version)
         response_outputs = response.outputs
@@ -289,12 +320,12 @@ class ServerCore:
             tensors.fill(response_outputs[alias], outputs[alias])
         return response
 
-    def classify_on(self, servable, request, *, timeout=None, batch=True):
+    def _classify_steps(self, servable, request, timeout, batch=True):
         signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
         signature = self._signature_for(servable, signature_name, CLASSIFY_METHOD, "classification")
         input_alias, output_keys = self._classification_parts(signature)
         examples = _examples(request.input)
-        outputs = self._run(
+        outputs = yield _Run(
             servable, signature_name, {input_alias: examples}, output_keys, timeout, batch, "Classify"
         )
         response = classification_pb2.ClassificationResponse()
@@ -302,12 +333,12 @@ class ServerCore:
         self._classification_result(len(examples), outputs, response.result)
         return response
 
-    def regress_on(self, servable, request, *, timeout=None, batch=True):
+    def _regress_steps(self, servable, request, timeout, batch=True):
         signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
         signature = self._signature_for(servable, signature_name, REGRESS_METHOD, "regression")
         input_alias, output_keys = self._regression_parts(signature)
         examples = _examples(request.input)
-        outputs = self._run(
+        outputs = yield _Run(
             servable, signature_name, {input_alias: examples}, output_keys, timeout, batch, "Regress"
         )
         response = regression_pb2.RegressionResponse()
@@ -315,7 +346,13 @@ class ServerCore:
         self._regression_result(len(examples), outputs, response.result)
         return response
 
-    def multi_inference_on(self, servable, request, *, timeout=None, batch=True):
+    def _multi_inference_steps_for(self, request, timeout):
+        if not request.tasks:
+            raise _invalid("Expected at least one task")
+        with self.manager.handle(request.tasks[0].model_spec) as servable:
+            return (yield from self._multi_inference_steps(servable, request, timeout))
+
+    def _multi_inference_steps(self, servable, request, timeout, batch=True):
         model_name = ""
         signature_names = []
         input_tensor = None
@@ -354,7 +391,7 @@ class ServerCore:
         examples = _examples(request.input)
         response = inference_pb2.MultiInferenceResponse()
         for task, signature_name, input_alias, output_keys in plans:
-            outputs = self._run(
+            outputs = yield _Run(
                 servable, signature_name, {input_alias: examples}, output_keys, timeout, batch,
                 "MultiInference",
             )
@@ -418,9 +455,12 @@ class ServerCore:
     # Internals.
 
     def _observe(self, api, model_name, entrypoint, call):
+        """Run `call` (a function, or the steps of an API) and record the request's metrics."""
         start = time.perf_counter()
         status = "OK"
         try:
+            if inspect.isgenerator(call):
+                return self._drive(call)
             return call()
         except ServingError as e:
             status = e.code.name
@@ -434,6 +474,63 @@ class ServerCore:
             self.metrics.record_request(
                 model_name, api, entrypoint, status, (time.perf_counter() - start) * 1e6
             )
+
+    async def _observe_async(self, api, model_name, entrypoint, steps):
+        start = time.perf_counter()
+        status = "OK"
+        try:
+            return await self._drive_async(steps)
+        except ServingError as e:
+            status = e.code.name
+            raise
+        except asyncio.CancelledError:
+            status = grpc.StatusCode.CANCELLED.name
+            raise
+        except Exception as e:
+            error = as_serving_error(e)
+            status = error.code.name
+            log.exception("%s failed", api)
+            raise error from e
+        finally:
+            self.metrics.record_request(
+                model_name, api, entrypoint, status, (time.perf_counter() - start) * 1e6
+            )
+
+    def _with_servable(self, request, steps, timeout):
+        """The steps of an API on the servable `request.model_spec` names, held throughout."""
+        self._require_model_spec(request)
+        with self.manager.handle(request.model_spec) as servable:
+            return (yield from steps(servable, request, timeout))
+
+    def _drive(self, steps):
+        """Run an API's steps here: each model run blocks this thread."""
+        send, throw = steps.send, steps.throw
+        try:
+            run = send(None)
+            while True:
+                try:
+                    outputs = self._run(*run)
+                except BaseException as e:  # the steps' `with` blocks see it, then it goes on
+                    run = throw(e)
+                else:
+                    run = send(outputs)
+        except StopIteration as done:
+            return done.value
+
+    async def _drive_async(self, steps):
+        """Run an API's steps on the running event loop, awaiting each model run."""
+        send, throw = steps.send, steps.throw
+        try:
+            run = send(None)
+            while True:
+                try:
+                    outputs = await self._run_async(*run)
+                except BaseException as e:
+                    run = throw(e)
+                else:
+                    run = send(outputs)
+        except StopIteration as done:
+            return done.value
 
     @staticmethod
     def _require_model_spec(request):
@@ -454,7 +551,77 @@ class ServerCore:
         self.metrics.record_runtime(servable.name, api, servable.runtime, (time.perf_counter() - start) * 1e6)
         return outputs
 
-    def _predict_inputs(self, signature, request):
+    async def _run_async(self, servable, signature_name, inputs, output_keys, timeout, batch, api):
+        start = time.perf_counter()
+        try:
+            if batch and self.batcher is not None:
+                outputs = await self.batcher.run_async(servable, signature_name, inputs, output_keys, timeout)
+            else:
+                outputs = await asyncio.get_running_loop().run_in_executor(
+                    None, servable.run, signature_name, inputs, output_keys
+                )
+        except ServingError:
+            raise
+        except Exception as e:
+            raise as_serving_error(e) from e
+        self.metrics.record_runtime(servable.name, api, servable.runtime, (time.perf_counter() - start) * 1e6)
+        return outputs
+
+    @staticmethod
+    def _plan(servable, signature_name, signature):
+        """What every Predict on a signature looks up, made once and kept on the servable:
+        (input aliases sorted, [(alias, dtype, dims or None)], output aliases sorted).
+        """
+        plan = servable.plans.get(signature_name)
+        if plan is None:
+            expected = sorted(signature.inputs)
+            specs = []
+            for alias in expected:
+                info = signature.inputs[alias]
+                shape = info.tensor_shape
+                dims = None
+                if info.HasField("tensor_shape") and not shape.unknown_rank:
+                    dims = tuple(d.size for d in shape.dim)
+                specs.append((alias, info.dtype, dims))
+            plan = servable.plans[signature_name] = (expected, specs, tuple(sorted(signature.outputs)))
+        return plan
+
+    def _predict_inputs(self, servable, signature_name, signature, request):
+        # The common case, every input sent and nothing else, checked as below
+        # but from the signature's plan.
+        expected, specs, _ = self._plan(servable, signature_name, signature)
+        given = request.inputs
+        if len(given) != len(expected) or not all(alias in given for alias in expected):
+            return self._predict_inputs_in_full(signature, request)
+        inputs = {}
+        for index, (alias, dtype, dims) in enumerate(specs):
+            proto = given[alias]
+            array = tensors.to_ndarray(proto, alias)
+            if dtype != types_pb2.DT_INVALID and proto.dtype != dtype:
+                raise self._dtype_error(index, dtype, proto.dtype)
+            if dims is not None:
+                shape = array.shape
+                if len(dims) != len(shape) or any(e >= 0 and e != g for e, g in zip(dims, shape)):
+                    raise self._shape_error(alias, list(shape), list(dims))
+            inputs[alias] = array
+        return inputs
+
+    @staticmethod
+    def _dtype_error(index, expected, got):
+        # The text of TF's session feed check, which TF Serving passes on.
+        return _invalid(
+            f"Expects arg[{index}] to be {tensors.dtype_string(expected)} but "
+            f"{tensors.dtype_string(got)} is provided"
+        )
+
+    @staticmethod
+    def _shape_error(alias, got, expected):
+        return _invalid(
+            f"Input {alias} has shape {tensors.shape_string(got)}, which is incompatible "
+            f"with the signature's shape {tensors.shape_string(expected)}"
+        )
+
+    def _predict_inputs_in_full(self, signature, request):
         # predict_util.cc: VerifyRequestInputsSize, then saved_model::GetInputValues.
         sent = sorted(request.inputs)
         expected = sorted(signature.inputs)
@@ -482,11 +649,7 @@ class ServerCore:
                 )
             array = tensors.to_ndarray(proto, alias)
             if info.dtype != types_pb2.DT_INVALID and proto.dtype != info.dtype:
-                # The text of TF's session feed check, which TF Serving passes on.
-                raise _invalid(
-                    f"Expects arg[{index}] to be {tensors.dtype_string(info.dtype)} but "
-                    f"{tensors.dtype_string(proto.dtype)} is provided"
-                )
+                raise self._dtype_error(index, info.dtype, proto.dtype)
             self._check_shape(alias, info, array)
             inputs[alias] = array
         unused = sorted(set(sent) - set(expected))
@@ -505,10 +668,7 @@ class ServerCore:
         expected = [d.size for d in shape.dim]
         got = list(array.shape)
         if len(expected) != len(got) or any(e >= 0 and e != g for e, g in zip(expected, got)):
-            raise _invalid(
-                f"Input {alias} has shape {tensors.shape_string(got)}, which is incompatible "
-                f"with the signature's shape {tensors.shape_string(expected)}"
-            )
+            raise ServerCore._shape_error(alias, got, expected)
 
     @staticmethod
     def _output_keys(signature, output_filter):

@@ -29,7 +29,6 @@ Example:
     ...     servable.run("serving_default", {"image": x}, ["probabilities"])
 """
 
-import contextlib
 import dataclasses
 import logging
 import os
@@ -93,6 +92,9 @@ class Servable:
         self.version = version
         self.path = path
         self.signature_defs = signature_defs
+        # What the server derives from a signature once rather than per request
+        # (serving.core.ServerCore._plan), by signature key.
+        self.plans = {}
         self._refs = 0
         self._retired = False
         self._lock = threading.Lock()
@@ -370,6 +372,27 @@ def validate_config(config):
             )
 
 
+class _Held:
+    """`ModelManager.handle`'s context manager (a class: a generator-based one costs
+    a few microseconds more on every request)."""
+
+    __slots__ = ("_manager", "_model_spec", "_servable")
+
+    def __init__(self, manager, model_spec):
+        self._manager = manager
+        self._model_spec = model_spec
+        self._servable = None
+
+    def __enter__(self):
+        self._servable = self._manager._acquire(self._model_spec)
+        return self._servable
+
+    def __exit__(self, *exc):
+        self._servable.release()
+        self._servable = None
+        return False
+
+
 class ModelManager:
     """Loads, serves and unloads model versions as the config and the disk change.
 
@@ -419,20 +442,18 @@ class ModelManager:
 
     # Requests.
 
-    @contextlib.contextmanager
     def handle(self, model_spec):
         """Hold the servable a ModelSpec resolves to for the length of a request.
+
+        Use as `with manager.handle(spec) as servable:`; the servable is resolved
+        (and these errors raised) on entering.
 
         Raises:
             ServingError: INVALID_ARGUMENT for a missing name or unknown label,
                 NOT_FOUND "Servable not found for request: Latest(name)" /
                 "Specific(name, version)" when nothing matching is loaded.
         """
-        servable = self._acquire(model_spec)
-        try:
-            yield servable
-        finally:
-            servable.release()
+        return _Held(self, model_spec)
 
     def _acquire(self, model_spec):
         name = model_spec.name

@@ -241,6 +241,8 @@ class ModelServer:
             socket_path=self.grpc_socket_path,
             channel_arguments=self.grpc_channel_arguments,
             max_threads=server_flags.grpc_max_threads(self.grpc_max_threads),
+            # Batched requests wait on an event loop rather than on worker threads.
+            asynchronous=self._batcher is not None,
         )
         self._grpc.start()
         set_serving(self._health, True)

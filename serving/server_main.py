@@ -10,6 +10,7 @@ tensorflow_model_server reports them ("Failed to start server. Error: ...") and 
 process exits non-zero (255, its -1).
 """
 
+import gc
 import logging
 import os
 import signal
@@ -64,6 +65,10 @@ def main(argv=None):
     from serving.server import ModelServer
 
     _apply_threading(options)
+    # What is loaded by now (TensorFlow: some 300,000 objects) lives as long as the
+    # process; frozen, it is no longer walked by every full garbage collection, a
+    # pause of over 0.1 s each here. Models loaded later stay collectable.
+    gc.freeze()
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -256,6 +256,10 @@ def fill(proto: tensor_pb2.TensorProto, value, dtype: int | None = None) -> None
     for d in array.shape:
         add().size = d
     if datatype == types_pb2.DT_STRING:
-        proto.string_val.extend(_as_bytes(item) for item in array.ravel())
+        items = array.ravel().tolist()
+        if all(type(item) is bytes for item in items):
+            proto.string_val.extend(items)
+        else:
+            proto.string_val.extend(_as_bytes(item) for item in items)
     else:
         proto.tensor_content = array.tobytes()
