@@ -1,32 +1,68 @@
-"""Serving latency and throughput: in-process SavedModel vs zoo-model-server over gRPC and REST.
+"""Serving benchmark: latency and throughput, in-process vs served, per model.
 
-For each model (simple_cnn, and a text classifier when one is registered) it exports a
-SavedModel, then measures one-example requests at concurrency 1, 8 and 32:
+For each model of `--models` (default: `simple_cnn`, an image classifier, and
+`text_cnn`, a text classifier), exported untrained (the weights do not change the
+cost) into one model base path, one example per request (image: one random 0-255
+image, float32 [1, H, W, C]; text: one short sentence, string [1]), closed loop
+(each client sends its next request when the last answer arrives) at concurrency
+1, 8 and 32:
 
-- in-process: the SavedModel's serving_default called from this process's threads
-  (plus one row of batch-32 calls: what the hardware does when requests come batched);
-- gRPC and REST: `serving.Client` against `zoo-model-server` running in its own process,
-  once without and once with server-side batching (--enable_batching).
+- in-process: the loaded SavedModel's `serving_default`, called the public way
+  with numpy in and numpy out (every output, as a server must return them) from N
+  threads of one process, with batching off, and with batching on (the same
+  `BatchScheduler` and parameters as the server's, so the same batches form);
+  plus the model's ceiling: one thread calling it with full batches of 32;
+- gRPC: `zoo-model-server` in its own process (one server per batching setting,
+  serving every model), batching off and on;
+- REST: the same servers' REST port (when serving.rest is available; `--no-rest`
+  skips it);
+- gRPC floor (echo, no model): a minimal `grpc.aio` server in a process of its
+  own that runs no model: its PredictionService.Predict parses the request and
+  returns a PredictResponse prepared once at start-up (the real server's answer to
+  the same request, so the reply has the same size). Measured with the same
+  client, it is the most requests per second a Python gRPC server can answer on
+  this machine with a Python client on the same cores: the ceiling for the
+  served rows, against which the 70%-of-in-process target can be judged.
 
-All in one run, side by side, into benchmarks/out/serving.md (and .json), with the
-issue's targets checked underneath: gRPC p50 at concurrency 1 within 1 ms of
-in-process; at concurrency 32, batching at least 2x the throughput without it and at
-least 70% of in-process batched throughput.
+Fairness. The in-process side runs in a process of its own with the same
+TensorFlow thread settings as the servers (`--tf-threads`), so neither side pays
+for the other's threads; the gRPC clients are asyncio coroutines in this process
+(the cheapest Python client: one event loop instead of a thread per client) and
+are the only thing this process runs meanwhile; REST clients are threads with
+`http.client`, one keep-alive connection each. Client and server still share the
+machine's cores, as a Python client on the same host would. Other processes on a
+shared machine make single measurements noisy, so every cell is measured
+`--rounds` times, the rounds interleaved across all cells and models (alternating
+order), and the median is reported (with the throughput of every round). The CPU
+columns are µs of CPU per request of the server process (served cells), of the
+in-process child (in-process cells), and of this process (client).
 
-    .venv/bin/python benchmarks/bench_serving.py [--seconds 3] [--models simple_cnn]
+The targets from the serving issue are checked per model: gRPC p50 at
+concurrency 1 <= in-process p50 + 1 ms; gRPC throughput at concurrency 32 with
+batching >= 2x without, and >= 70% of the in-process batched throughput, which is
+checked against both in-process references (batching on at the same concurrency,
+and the full-batch ceiling). Under them: the gRPC floor at concurrency 32 as a
+share of in-process batching at concurrency 32.
 
-Client and server share this machine's cores, so served numbers include the client's
-own cost (Python threads building and reading requests), as they would for a Python
-client on the same host.
+    python benchmarks/bench_serving.py                       # ~5 minutes (two models, 3 rounds of 1.5 s)
+    python benchmarks/bench_serving.py --models simple_cnn --no-rest --concurrency 1 32
+    python benchmarks/bench_serving.py --seconds 0.5 --rounds 1   # smoke run, ~1 minute
+    python benchmarks/bench_serving.py --tf-threads 1,0      # intra-op 1, inter-op default
+
+Writes benchmarks/out/serving.md and benchmarks/out/serving.json (`--out` folder).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import http.client
+import importlib.util
 import json
 import os
 import pathlib
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -37,227 +73,636 @@ import threading
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-HERE = pathlib.Path(__file__).parent
-ROOT = HERE.parent
-OUT = HERE / "out"
-CONCURRENCY = (1, 8, 32)
-BATCHING = """max_batch_size { value: 32 }
-batch_timeout_micros { value: 2000 }
-max_enqueued_batches { value: 1000 }
-num_batch_threads { value: 2 }
-"""
+import numpy as np  # noqa: E402
+
+MODELS = ("simple_cnn", "text_cnn")
+BATCHING = ("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 1000 }\n"
+            "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 1 }\n")
+WARMUP_SECONDS = 0.5
 TEXTS = ["a gripping, beautifully shot film", "dull and far too long", "not bad at all", "I want my money back"]
+FLOOR = "grpc floor (echo, no model)"
+# The servers' own gRPC options (serving.grpc_server), for the echo server.
+GRPC_OPTIONS = [("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1),
+                ("grpc.so_reuseport", 0)]
 
 
-def free_port() -> int:
+def closed_loop(make_call, concurrency, seconds, warmup=WARMUP_SECONDS):
+    """Run `concurrency` threads, each calling its own `make_call()` in a loop.
+
+    Returns (latencies in seconds within the measured window, requests per second).
+    """
+    calls = [make_call() for _ in range(concurrency)]
+    latencies = [[] for _ in range(concurrency)]
+    errors = []
+    start = threading.Barrier(concurrency + 1)
+    window = {}
+
+    def run(i):
+        call = calls[i]
+        start.wait()
+        begin, end = window["begin"], window["end"]
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= end:
+                return
+            try:
+                call()
+            except Exception as e:  # a failed request is reported, not timed
+                errors.append(repr(e))
+                return
+            if t0 >= begin:
+                latencies[i].append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    now = time.perf_counter()
+    window.update(begin=now + warmup, end=now + warmup + seconds)
+    start.wait()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(f"{len(errors)} requests failed, first: {errors[0]}")
+    flat = [x for per_thread in latencies for x in per_thread]
+    if not flat:
+        raise RuntimeError("no request finished in the measured window")
+    return flat, len(flat) / seconds
+
+
+def summary(latencies, throughput):
+    ms = np.asarray(latencies) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "throughput_rps": float(throughput), "requests": len(ms)}
+
+
+def _free_port():
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("localhost", 0))
         return s.getsockname()[1]
 
 
-def export_models(names, base) -> dict:
-    """Exports each model (untrained: speed does not depend on the weights) -> example input."""
-    import numpy as np
+def _cpu_seconds(pid):
+    """User + system CPU seconds a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+
+def _tf_threads(spec):
+    intra, _, inter = spec.partition(",")
+    return int(intra or 0), int(inter or 0)
+
+
+# The in-process side: a child process driven over stdin/stdout, one JSON line each way.
+
+
+def in_process_child(models_file, tf_threads):
+    """Serve measurement requests for the in-process cells until stdin closes.
+
+    `models_file`: JSON {name: {"version_dir", "key", "input" (a .npy file)}}.
+    """
+    import tensorflow as tf
+
+    intra, inter = _tf_threads(tf_threads)
+    if intra:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+    if inter:
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+    from serving import config as config_files
+    from serving.batching import BatchingOptions, BatchScheduler
+
+    class Model:  # what BatchScheduler needs of a servable, on the public call
+        def __init__(self, name, version_dir, key, example):
+            self.name, self.key, self.example = name, key, example
+            self.function = tf.saved_model.load(version_dir).signatures["serving_default"]
+            # The signature's dtype: float32 for images, tf.string for texts.
+            self.dtype = self.function.structured_input_signature[1][key].dtype
+            self.full_batch = np.repeat(example, 32, axis=0)
+            self.output_keys = sorted(self.call(example))
+
+        def call(self, batch):
+            # As a program would use the model: numpy in, every output back as numpy.
+            tensor = tf.constant(batch, dtype=self.dtype)
+            return {k: v.numpy() for k, v in self.function(**{self.key: tensor}).items()}
+
+        def run(self, signature_name, inputs, output_keys):
+            outputs = self.call(inputs[self.key])
+            return {k: outputs[k] for k in output_keys}
+
+    models = {name: Model(name, m["version_dir"], m["key"], np.load(m["input"], allow_pickle=True))
+              for name, m in json.loads(pathlib.Path(models_file).read_text()).items()}
+    scheduler = BatchScheduler(BatchingOptions.from_proto(config_files.parse_text(
+        BATCHING, config_files.BatchingParameters)))
+    pid = os.getpid()
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        model = models[request["model"]]
+        kind, concurrency, seconds = request["kind"], request["concurrency"], request["seconds"]
+        if kind == "off":
+            make = lambda: lambda: model.call(model.example)  # noqa: E731
+        elif kind == "on":
+            inputs = {model.key: model.example}
+            make = lambda: lambda: scheduler.run(model, "serving_default", inputs, model.output_keys)  # noqa: E731
+        else:  # "batch32": the model's ceiling
+            make = lambda: lambda: model.call(model.full_batch)  # noqa: E731
+        cpu = _cpu_seconds(pid)
+        try:
+            latencies, throughput = closed_loop(make, concurrency, seconds)
+        except Exception as e:  # reported in the table, the run goes on
+            print(json.dumps({"error": f"{e!r}"[:500]}), flush=True)
+            continue
+        cpu = _cpu_seconds(pid) - cpu
+        result = summary(latencies, throughput)
+        result["cpu_us_per_request"] = cpu / max(1, len(latencies)) * 1e6 * seconds / (seconds + WARMUP_SECONDS)
+        print(json.dumps(result), flush=True)
+    scheduler.stop()
+
+
+class InProcess:
+    """The child process that measures the in-process cells."""
+
+    def __init__(self, models_file, tf_threads):
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--child", str(models_file), tf_threads],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        line = self.process.stdout.readline()
+        if not line or not json.loads(line).get("ready"):
+            raise RuntimeError("the in-process child did not start")
+
+    def measure(self, model, kind, concurrency, seconds):
+        self.process.stdin.write(json.dumps({"model": model, "kind": kind, "concurrency": concurrency,
+                                             "seconds": seconds}) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("the in-process child died")
+        result = json.loads(line)
+        if "error" in result:
+            raise RuntimeError(result["error"])
+        return result
+
+    def stop(self):
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+# The gRPC floor: an echo server that runs no model.
+
+
+def echo_server(port, responses_dir):
+    """Answer every Predict with the prepared response of its model until SIGTERM.
+
+    `responses_dir` holds `<model name>.pb`, a serialized PredictResponse each.
+    """
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    responses = {p.stem: predict_pb2.PredictResponse.FromString(p.read_bytes())
+                 for p in sorted(pathlib.Path(responses_dir).glob("*.pb"))}
+    default = next(iter(responses.values()))
+
+    class Echo(prediction_service_pb2_grpc.PredictionServiceServicer):
+        async def Predict(self, request, context):
+            return responses.get(request.model_spec.name, default)
+
+    async def serve():
+        server = grpc.aio.server(options=GRPC_OPTIONS)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Echo(), server)
+        if not server.add_insecure_port(f"localhost:{port}"):
+            raise RuntimeError(f"could not bind localhost:{port}")
+        await server.start()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        print(json.dumps({"ready": True}), flush=True)
+        await stop.wait()
+        await server.stop(None)
+
+    asyncio.run(serve())
+    return 0
+
+
+class EchoServer:
+    """The echo server in its own process, on a free port."""
+
+    def __init__(self, responses_dir):
+        self.port = _free_port()
+        self.process = subprocess.Popen([sys.executable, __file__, "--echo-server", str(self.port),
+                                         str(responses_dir)], stdout=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline()
+        if not line or not json.loads(line).get("ready"):
+            raise RuntimeError("the echo server did not start")
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+
+# The served side.
+
+
+class Server:
+    """zoo-model-server in its own process, on free ports, serving every model of a config."""
+
+    def __init__(self, config_file, batching_file=None, rest=True, tf_threads="0,0"):
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        self.port = _free_port()
+        self.rest_port = _free_port() if rest else None
+        script = pathlib.Path(sys.executable).with_name("zoo-model-server")
+        argv = [str(script), f"--port={self.port}", f"--model_config_file={config_file}",
+                "--file_system_poll_wait_seconds=0", "--grpc_max_threads=64"]
+        intra, inter = _tf_threads(tf_threads)
+        if intra:
+            argv.append(f"--tensorflow_intra_op_parallelism={intra}")
+        if inter:
+            argv.append(f"--tensorflow_inter_op_parallelism={inter}")
+        if rest:
+            argv.append(f"--rest_api_port={self.rest_port}")
+        if batching_file:
+            argv += ["--enable_batching", f"--batching_parameters_file={batching_file}"]
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        channel = grpc.insecure_channel(f"localhost:{self.port}")
+        stub = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + 180
+        while True:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("zoo-model-server did not start:\n" + self.log_tail())
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                    break
+            except grpc.RpcError:
+                time.sleep(0.25)
+        channel.close()
+
+    def log_tail(self):
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-3000:]
+
+    def predict_once(self, request):
+        """One Predict (sync), retried while the model is still loading: the response."""
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        with grpc.insecure_channel(f"localhost:{self.port}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    return stub.Predict(request, timeout=60)
+                except grpc.RpcError as e:
+                    if e.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE) \
+                            or time.monotonic() > deadline:
+                        raise RuntimeError(f"Predict on {request.model_spec.name} failed: {e.code()}: "
+                                           f"{e.details()}\n{self.log_tail()}") from e
+                    time.sleep(0.25)
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+
+def _predict_request(name, key, example):
+    from tensorflow_serving.apis import predict_pb2
+
+    from serving import tensors
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    request.inputs[key].CopyFrom(tensors.from_ndarray(example))  # strings go in string_val
+    return request
+
+
+def grpc_closed_loop(port, request, concurrency, seconds, warmup=WARMUP_SECONDS):
+    """`closed_loop` for gRPC with asyncio clients: one channel and coroutine per client."""
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    async def main():
+        channels = [grpc.aio.insecure_channel(f"localhost:{port}") for _ in range(concurrency)]
+        stubs = [prediction_service_pb2_grpc.PredictionServiceStub(c) for c in channels]
+        latencies = [[] for _ in range(concurrency)]
+        begin = time.perf_counter() + warmup
+        end = begin + seconds
+
+        async def client(i):
+            predict, mine = stubs[i].Predict, latencies[i]
+            while True:
+                t0 = time.perf_counter()
+                if t0 >= end:
+                    return
+                await predict(request, timeout=30)
+                if t0 >= begin:
+                    mine.append(time.perf_counter() - t0)
+
+        try:
+            await asyncio.gather(*(client(i) for i in range(concurrency)))
+        finally:
+            for channel in channels:
+                await channel.close()
+        return [x for per_client in latencies for x in per_client]
+
+    try:
+        flat = asyncio.run(main())
+    except Exception as e:  # reported in the table, the run goes on
+        raise RuntimeError(f"requests failed: {e!r}") from e
+    if not flat:
+        raise RuntimeError("no request finished in the measured window")
+    return flat, len(flat) / seconds
+
+
+def rest_caller(port, name, example):
+    # One row per instance: the image as nested lists, the text as its string.
+    rows = [x.decode() if isinstance(x, bytes) else x for x in example.tolist()]
+    body = json.dumps({"instances": rows})
+    path = f"/v1/models/{name}:predict"
+
+    def make():
+        connection = http.client.HTTPConnection("localhost", port, timeout=30)
+
+        def call():
+            connection.request("POST", path, body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            payload = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}: {payload[:200]!r}")
+
+        return call
+
+    return make
+
+
+# The run.
+
+
+def export_models(names, base):
+    """Export each model (untrained) into `base`: {name: {"task", "key", "example"}}."""
     import zoo
     from export import export_saved_model
     from zoo import registry
 
-    inputs = {}
+    models = {}
     for name in names:
         spec = registry.get_model_spec(name)
         model = zoo.build_model(name)
+        extra = {}
         if spec.task == "image_classification":
-            shape = tuple(model.input["image"].shape[1:])
+            shape = tuple(model.input["image"].shape[1:]) if isinstance(model.input, dict) \
+                else tuple(model.input_shape[1:])
             # Raw pixels, as a client sends them: whole numbers 0-255 in float32.
-            examples = np.random.default_rng(0).integers(0, 256, (4,) + shape).astype("float32")
-            inputs[name] = {"image": examples[:1]}
+            examples = np.random.default_rng(0).integers(0, 256, (4, *shape)).astype(np.float32)
+            key = "image"
+        elif spec.task == "text_classification":
+            examples = np.array([t.encode() for t in TEXTS], dtype=object)
+            key = "text"
+            # The in-graph tokenizer needs a vocabulary: the one of the set it would train on.
+            extra["dataset"] = spec.default_dataset
         else:
-            examples = np.array(TEXTS, dtype=object)
-            inputs[name] = {"text": examples[:1]}
+            raise SystemExit(f"{name}: task {spec.task} is not benchmarked (image or text classification)")
         export_saved_model(model, base, model_name=name, version=1, verify=False, examples=examples,
-                           task=spec.task)
-        print(f"exported {name}", file=sys.stderr)
-    return inputs
+                           task=spec.task, **extra)
+        models[name] = {"task": spec.task, "key": key, "example": examples[:1],
+                        "version_dir": str(base / name / "1")}
+        print(f"exported {name}", flush=True)
+    return models
 
 
-def load(call, concurrency: int, seconds: float) -> dict:
-    """Runs `call()` from `concurrency` threads for `seconds`: latency percentiles, rate."""
-    latencies = [[] for _ in range(concurrency)]
-    errors = []
-    start = threading.Barrier(concurrency + 1)
-    stop_at = [0.0]
-
-    def worker(out):
-        start.wait()
-        try:
-            while time.perf_counter() < stop_at[0]:
-                t0 = time.perf_counter()
-                call()
-                out.append(time.perf_counter() - t0)
-        except Exception as e:  # noqa: BLE001 - reported in the table
-            errors.append(repr(e))
-
-    for _ in range(max(3, concurrency)):  # warm up connections and caches
-        call()
-    threads = [threading.Thread(target=worker, args=(lat,), daemon=True) for lat in latencies]
-    for t in threads:
-        t.start()
-    began = time.perf_counter()
-    stop_at[0] = began + seconds
-    start.wait()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - began
-    all_ms = sorted(x * 1000 for lat in latencies for x in lat)
-    if errors or not all_ms:
-        return {"error": errors[0] if errors else "no requests finished"}
-    return {
-        "p50_ms": statistics.median(all_ms),
-        "p99_ms": all_ms[min(len(all_ms) - 1, int(len(all_ms) * 0.99))],
-        "per_s": len(all_ms) / elapsed,
-        "requests": len(all_ms),
-    }
+def _median_cell(model, mode, batching, concurrency, rounds):
+    ok = [r for r in rounds if "error" not in r]
+    cell = {"model": model, "mode": mode, "batching": batching, "concurrency": concurrency}
+    if not ok:
+        cell["error"] = rounds[-1]["error"]
+        return cell
+    for key in ("p50_ms", "p99_ms", "throughput_rps", "cpu_us_per_request", "server_cpu_us_per_request",
+                "client_cpu_us_per_request"):
+        values = [r[key] for r in ok if key in r]
+        if values:
+            cell[key] = float(statistics.median(values))
+    cell["requests"] = sum(r["requests"] for r in ok)
+    cell["throughput_rounds"] = [round(r["throughput_rps"], 1) for r in ok]
+    if len(ok) < len(rounds):
+        cell["failed_rounds"] = len(rounds) - len(ok)
+    return cell
 
 
-def bench_in_process(base, name, example, seconds) -> list[dict]:
-    import numpy as np
-    import tensorflow as tf
+def _checks(cells, concurrency):
+    """The issue's targets for one model's cells: [(target, measured, met)], floor line."""
+    def cell(mode, batching, c):
+        for x in cells:
+            if (x["mode"], x["batching"], x["concurrency"]) == (mode, batching, c) and "error" not in x:
+                return x
+        return None
 
-    fn = tf.saved_model.load(str(base / name / "1")).signatures["serving_default"]
-    (key, value), = example.items()
-    one = {key: tf.constant(value)}
-    rows = []
-    for c in CONCURRENCY:
-        rows.append({"path": "in-process", "batching": "-", "concurrency": c,
-                     **load(lambda: fn(**one), c, seconds)})
-    batch = {key: tf.constant(np.repeat(value, 32, axis=0))}
-    result = load(lambda: fn(**batch), 1, seconds)
-    if "per_s" in result:
-        result["per_s"] *= 32  # examples per second
-    rows.append({"path": "in-process, batch 32", "batching": "-", "concurrency": 1, **result})
-    return rows
-
-
-class Server:
-    """zoo-model-server in its own process."""
-
-    def __init__(self, base, batching_file=None):
-        self.grpc_port, self.rest_port = free_port(), free_port()
-        cmd = [sys.executable, "-m", "serving.server_main", "--host=127.0.0.1",
-               f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
-               f"--model_config_file={base / 'models.config'}", "--file_system_poll_wait_seconds=0"]
-        if batching_file:
-            cmd += ["--enable_batching=true", f"--batching_parameters_file={batching_file}"]
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-def bench_served(base, names, inputs, seconds, batching_file) -> dict:
-    from serving import Client
-
-    server = Server(base, batching_file)
-    rows = {name: [] for name in names}
-    try:
-        for protocol, port in (("gRPC", server.grpc_port), ("REST", server.rest_port)):
-            for name in names:
-                client = Client(f"127.0.0.1:{port}", name, protocol=protocol.lower(), timeout=60)
-                client.wait_until_available(timeout=300)
-                example = inputs[name]
-                for c in CONCURRENCY:
-                    result = load(lambda: client.predict(example), c, seconds)
-                    rows[name].append({"path": protocol, "batching": "on" if batching_file else "off",
-                                       "concurrency": c, **result})
-                    print(f"{name} {protocol} batching={'on' if batching_file else 'off'} c={c}: {result}",
-                          file=sys.stderr)
-                client.close()
-    finally:
-        server.stop()
-    return rows
+    checks = []
+    low, high = min(concurrency), max(concurrency)
+    a, b = cell("grpc", False, low), cell("in-process", False, low)
+    if a and b:
+        checks.append((f"gRPC p50 at c={low} <= in-process p50 + 1 ms",
+                       f"{a['p50_ms']:.2f} vs {b['p50_ms'] + 1:.2f} ms", a["p50_ms"] <= b["p50_ms"] + 1))
+    on, off = cell("grpc", True, high), cell("grpc", False, high)
+    same, ceiling = cell("in-process", True, high), cell("in-process batches of 32", True, 1)
+    if on and off:
+        checks.append((f"gRPC throughput at c={high}: batching >= 2x no batching",
+                       f"{on['throughput_rps']:.0f} vs 2 x {off['throughput_rps']:.0f} req/s",
+                       on["throughput_rps"] >= 2 * off["throughput_rps"]))
+    if on and same:
+        floor = 0.7 * same["throughput_rps"]
+        checks.append((f"gRPC throughput at c={high} with batching >= 70% of in-process with batching at c={high}",
+                       f"{on['throughput_rps']:.0f} vs {floor:.0f} req/s ({on['throughput_rps'] / same['throughput_rps']:.0%})",
+                       on["throughput_rps"] >= floor))
+    if on and ceiling:
+        floor = 0.7 * ceiling["throughput_rps"]
+        checks.append((f"gRPC throughput at c={high} with batching >= 70% of in-process full batches of 32",
+                       f"{on['throughput_rps']:.0f} vs {floor:.0f} req/s ({on['throughput_rps'] / ceiling['throughput_rps']:.0%})",
+                       on["throughput_rps"] >= floor))
+    echo = cell(FLOOR, None, high)
+    floor_line = None
+    if echo and same:
+        floor_line = {"concurrency": high, "throughput_rps": echo["throughput_rps"],
+                      "in_process_batched_rps": same["throughput_rps"],
+                      "share": echo["throughput_rps"] / same["throughput_rps"]}
+    return checks, floor_line
 
 
-def find(rows, path, batching, concurrency):
-    for r in rows:
-        if (r["path"], r["batching"], r["concurrency"]) == (path, batching, concurrency) and "per_s" in r:
-            return r
-    return None
-
-
-def targets(rows) -> list[str]:
-    lines = []
-    inproc, grpc1 = find(rows, "in-process", "-", 1), find(rows, "gRPC", "off", 1)
-    if inproc and grpc1:
-        ok = grpc1["p50_ms"] <= inproc["p50_ms"] + 1.0
-        lines.append(f"- gRPC p50 at concurrency 1 ≤ in-process + 1 ms: {grpc1['p50_ms']:.2f} vs "
-                     f"{inproc['p50_ms']:.2f} + 1 ms: {'met' if ok else 'NOT met'}")
-    batched = find(rows, "in-process, batch 32", "-", 1)
-    for path in ("gRPC", "REST"):
-        on, off = find(rows, path, "on", 32), find(rows, path, "off", 32)
-        if on and off:
-            ratio = on["per_s"] / off["per_s"]
-            lines.append(f"- {path} at concurrency 32, batching on / off ≥ 2×: {ratio:.2f}× "
-                         f"({'met' if ratio >= 2 else 'NOT met'})")
-        if on and batched:
-            share = on["per_s"] / batched["per_s"]
-            lines.append(f"- {path} at concurrency 32 with batching ≥ 70% of in-process batched: "
-                         f"{share:.0%} ({'met' if share >= 0.7 else 'NOT met'})")
-    return lines
-
-
-def markdown(results, seconds) -> str:
-    import tensorflow as tf
-
-    out = ["# Serving benchmark", "",
-           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, TF {tf.__version__}; "
-           f"one-example requests, {seconds:g} s per cell; served through `serving.Client` "
-           "against `zoo-model-server` in its own process (batching: max_batch_size 32, "
-           "batch_timeout_micros 2000, 2 batch threads).", ""]
-    for name, rows in results.items():
-        out += [f"## {name}", "", "| path | batching | concurrency | p50 ms | p99 ms | examples/s |",
-                "|---|---|---:|---:|---:|---:|"]
-        for r in rows:
-            if "error" in r:
-                out.append(f"| {r['path']} | {r['batching']} | {r['concurrency']} | error: {r['error']} | | |")
-            else:
-                out.append(f"| {r['path']} | {r['batching']} | {r['concurrency']} | {r['p50_ms']:.2f} | "
-                           f"{r['p99_ms']:.2f} | {r['per_s']:,.0f} |")
-        out += ["", "Targets:", "", *targets(rows), ""]
-    return "\n".join(out)
-
-
-def main(argv=None) -> int:
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per cell")
-    parser.add_argument("--models", nargs="+", help="registered models (default: simple_cnn and a "
-                                                     "text classifier if one is registered)")
+    parser.add_argument("--models", nargs="+", default=list(MODELS),
+                        help="registered image or text classifiers (default: %(default)s)")
+    parser.add_argument("--seconds", type=float, default=1.5, help="measured seconds per cell and round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, interleaved; medians are reported")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--tf-threads", default="0,0",
+                        help="INTRA,INTER op parallelism for the servers and the in-process side alike "
+                             "(0: TensorFlow's default, as tensorflow_model_server's flags)")
+    parser.add_argument("--no-rest", action="store_true", help="skip the REST measurements")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out"), help="results folder (default: %(default)s)")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--echo-server", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
-    from zoo import registry
+    if args.child:
+        return in_process_child(*args.child)
+    if args.echo_server:
+        return echo_server(*args.echo_server)
 
-    names = args.models or ["simple_cnn"] + [
-        n for n in registry.list_models() if registry.get_model_spec(n).task == "text_classification"][:1]
-    OUT.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
-        base = pathlib.Path(tmp) / "models"
-        inputs = export_models(names, base)
-        batching_file = pathlib.Path(tmp) / "batching.txt"
-        batching_file.write_text(BATCHING)
-        results = {name: bench_in_process(base, name, inputs[name], args.seconds) for name in names}
-        for batching in (None, batching_file):
-            for name, rows in bench_served(base, names, inputs, args.seconds, batching).items():
-                results[name] += rows
-    text = markdown(results, args.seconds)
-    (OUT / "serving.md").write_text(text)
-    (OUT / "serving.json").write_text(json.dumps(results, indent=2))
-    print(text)
+    import tensorflow as tf
+
+    started = time.monotonic()
+    rest = not args.no_rest and importlib.util.find_spec("serving.rest") is not None
+    concurrency = sorted(set(args.concurrency))
+    work = pathlib.Path(tempfile.mkdtemp(prefix="bench_serving_"))
+    base = work / "models"
+    models = export_models(dict.fromkeys(args.models), base)
+    config_file = base / "models.config"
+    config_text = config_file.read_text()
+    missing = [name for name in models if f'name: "{name}"' not in config_text]
+    if missing:
+        raise SystemExit(f"{config_file} does not list {missing}:\n{config_text}")
+    batching_file = work / "batching.txt"
+    batching_file.write_text(BATCHING)
+    child_models = {}
+    for name, m in models.items():
+        path = work / f"{name}.npy"
+        np.save(path, m["example"], allow_pickle=True)
+        child_models[name] = {"version_dir": m["version_dir"], "key": m["key"], "input": str(path)}
+        m["request"] = _predict_request(name, m["key"], m["example"])
+    (work / "models.json").write_text(json.dumps(child_models))
+
+    results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                           "tensorflow": tf.__version__, "platform": platform.platform()},
+               "seconds": args.seconds, "rounds": args.rounds, "concurrency": concurrency,
+               "tf_threads": args.tf_threads, "batching_parameters": BATCHING, "rest": rest, "models": {}}
+
+    in_process = InProcess(work / "models.json", args.tf_threads)
+    servers, echo = {}, None
+    try:
+        for batching in (False, True):
+            servers[batching] = Server(config_file, batching_file if batching else None, rest=rest,
+                                       tf_threads=args.tf_threads)
+        responses = work / "responses"
+        responses.mkdir()
+        for name, m in models.items():  # the echo server's answers: the real ones
+            (responses / f"{name}.pb").write_bytes(servers[False].predict_once(m["request"]).SerializeToString())
+        echo = EchoServer(responses)
+        cells = []
+        for name in models:
+            cells += [(name, "in-process", b, c) for b in (False, True) for c in concurrency]
+            cells.append((name, "in-process batches of 32", True, 1))
+            cells += [(name, "grpc", b, c) for c in concurrency for b in (False, True)]
+            cells += [(name, FLOOR, None, c) for c in concurrency]
+            if rest:
+                cells += [(name, "rest", b, c) for c in concurrency for b in (False, True)]
+        measured = {cell: [] for cell in cells}
+        me = os.getpid()
+        print(f"set up in {time.monotonic() - started:.0f} s; measuring {len(cells)} cells x {args.rounds} rounds",
+              flush=True)
+        for round_ in range(args.rounds):
+            # Alternate the order, so that drift in the machine's load is shared out.
+            for cell in (cells if round_ % 2 == 0 else cells[::-1]):
+                name, mode, batching, c = cell
+                m = models[name]
+                try:
+                    if mode.startswith("in-process"):
+                        kind = "batch32" if mode.endswith("32") else ("on" if batching else "off")
+                        result = in_process.measure(name, kind, c, args.seconds)
+                        if kind == "batch32":  # per example
+                            result["throughput_rps"] *= 32
+                            result["cpu_us_per_request"] /= 32
+                    else:
+                        process = echo.process if mode == FLOOR else servers[batching].process
+                        server_cpu, client_cpu = _cpu_seconds(process.pid), _cpu_seconds(me)
+                        if mode == "rest":
+                            latencies, throughput = closed_loop(
+                                rest_caller(servers[batching].rest_port, name, m["example"]), c, args.seconds)
+                        else:
+                            port = echo.port if mode == FLOOR else servers[batching].port
+                            latencies, throughput = grpc_closed_loop(port, m["request"], c, args.seconds)
+                        share = args.seconds / (args.seconds + WARMUP_SECONDS) / max(1, len(latencies)) * 1e6
+                        result = summary(latencies, throughput)
+                        result["server_cpu_us_per_request"] = (_cpu_seconds(process.pid) - server_cpu) * share
+                        result["client_cpu_us_per_request"] = (_cpu_seconds(me) - client_cpu) * share
+                except RuntimeError as e:
+                    result = {"error": str(e)}
+                measured[cell].append(result)
+                head = (f"round {round_ + 1} {name:12s} {mode:27s} "
+                        f"batching={'-  ' if batching is None else 'on ' if batching else 'off'} c={c:<3d}")
+                if "error" in result:
+                    print(f"{head} FAILED: {result['error']}", flush=True)
+                else:
+                    print(f"{head} p50={result['p50_ms']:7.2f} ms  p99={result['p99_ms']:7.2f} ms  "
+                          f"{result['throughput_rps']:8.1f} /s", flush=True)
+    finally:
+        in_process.stop()
+        if echo is not None:
+            echo.stop()
+        for server in servers.values():
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    lines = ["# Serving benchmark: in-process vs zoo-model-server, one example per request", "",
+             f"{results['machine']['cpus']} CPUs, TensorFlow {tf.__version__}, TF threads (intra,inter) "
+             f"{args.tf_threads} (0: default) for servers and in-process alike; closed loop; "
+             f"{args.seconds:g} s per cell, median of {args.rounds} interleaved rounds; server and clients "
+             "share the machine. Batching: max_batch_size 32, batch_timeout_micros 1000, 1 batch thread. "
+             "CPU columns: µs of CPU per request, of the server process (served cells) "
+             "or of the in-process child (in-process cells); client: this process, the gRPC/REST client. "
+             f"`{FLOOR}`: a grpc.aio server that answers Predict with a prepared response "
+             "(the real one) and runs no model: the most a Python gRPC server can serve here.", ""]
+    summary_lines = []
+    for name, m in models.items():
+        model_cells = [_median_cell(*cell, measured[cell]) for cell in cells if cell[0] == name]
+        checks, floor_line = _checks(model_cells, concurrency)
+        ceiling = next((c for c in model_cells if c["mode"] == "in-process batches of 32" and "error" not in c), None)
+        example = m["example"]
+        input_text = f"{m['key']} {example.dtype if m['key'] != 'text' else 'string'} {list(example.shape)}"
+        results["models"][name] = {
+            "task": m["task"], "input": input_text, "cells": model_cells,
+            "in_process_batched_examples_per_s": ceiling["throughput_rps"] if ceiling else None,
+            "targets": [{"target": t, "measured": v, "met": ok} for t, v, ok in checks],
+            "grpc_floor": floor_line}
+        lines += [f"## {name} ({m['task']}, input {input_text})", "",
+                  "| mode | batching | concurrency | p50 ms | p99 ms | req/s | req/s over rounds | CPU µs/req | client CPU µs/req |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for c in model_cells:
+            batching = "-" if c["batching"] is None else ("on" if c["batching"] else "off")
+            head = f"| {c['mode']} | {batching} | {c['concurrency']} |"
+            if "error" in c:
+                lines.append(f"{head} failed: {c['error'][:80]} | | | | | |")
+                continue
+            unit = " images/s" if c["mode"].endswith("32") and m["key"] == "image" else \
+                " texts/s" if c["mode"].endswith("32") else ""
+            cpu = c.get("server_cpu_us_per_request", c.get("cpu_us_per_request"))
+            client = c.get("client_cpu_us_per_request")
+            rounds = ", ".join(f"{x:.0f}" for x in c["throughput_rounds"])
+            if c.get("failed_rounds"):
+                rounds += f" ({c['failed_rounds']} failed)"
+            lines.append(f"{head} {c['p50_ms']:.2f} | {c['p99_ms']:.2f} | {c['throughput_rps']:.0f}{unit} | "
+                         f"{rounds} | {'' if cpu is None else f'{cpu:.0f}'} | "
+                         f"{'' if client is None else f'{client:.0f}'} |")
+        lines += ["", "| target | measured | met |", "|---|---|---|"]
+        lines += [f"| {t} | {v} | {'yes' if ok else 'no'} |" for t, v, ok in checks]
+        if floor_line:
+            lines += ["", f"gRPC floor at c={floor_line['concurrency']}: {floor_line['throughput_rps']:.0f} req/s = "
+                          f"{floor_line['share']:.0%} of in-process batched at c={floor_line['concurrency']} "
+                          f"({floor_line['in_process_batched_rps']:.0f} req/s)"]
+        lines.append("")
+        summary_lines += [f"{name}: {t}: {v}: {'met' if ok else 'NOT met'}" for t, v, ok in checks]
+        if floor_line:
+            summary_lines.append(f"{name}: gRPC floor at c={floor_line['concurrency']} = "
+                                 f"{floor_line['share']:.0%} of in-process batched")
+    results["duration_s"] = round(time.monotonic() - started, 1)
+
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "serving.json").write_text(json.dumps(results, indent=2))
+    (out / "serving.md").write_text("\n".join(lines))
+    print("\n".join(summary_lines))
+    print(f"wrote {out / 'serving.md'} in {results['duration_s']:.0f} s")
     return 0
 
 
