@@ -18,6 +18,7 @@ Example:
 """
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
@@ -454,36 +455,18 @@ class ServerCore:
 
     # Internals.
 
-    def _observe(self, api, model_name, entrypoint, call):
-        """Run `call` (a function, or the steps of an API) and record the request's metrics."""
+    @contextlib.contextmanager
+    def _observed(self, api, model_name, entrypoint):
+        """Record the request in the metrics, with the status it ends with; an
+        unexpected failure reaches the client as a ServingError."""
         start = time.perf_counter()
         status = "OK"
         try:
-            if inspect.isgenerator(call):
-                return self._drive(call)
-            return call()
+            yield
         except ServingError as e:
             status = e.code.name
             raise
-        except Exception as e:
-            error = as_serving_error(e)
-            status = error.code.name
-            log.exception("%s failed", api)
-            raise error from e
-        finally:
-            self.metrics.record_request(
-                model_name, api, entrypoint, status, (time.perf_counter() - start) * 1e6
-            )
-
-    async def _observe_async(self, api, model_name, entrypoint, steps):
-        start = time.perf_counter()
-        status = "OK"
-        try:
-            return await self._drive_async(steps)
-        except ServingError as e:
-            status = e.code.name
-            raise
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the client went away while its batch ran
             status = grpc.StatusCode.CANCELLED.name
             raise
         except Exception as e:
@@ -495,6 +478,15 @@ class ServerCore:
             self.metrics.record_request(
                 model_name, api, entrypoint, status, (time.perf_counter() - start) * 1e6
             )
+
+    def _observe(self, api, model_name, entrypoint, call):
+        """Run `call` (a function, or the steps of an API) and record the request's metrics."""
+        with self._observed(api, model_name, entrypoint):
+            return self._drive(call) if inspect.isgenerator(call) else call()
+
+    async def _observe_async(self, api, model_name, entrypoint, steps):
+        with self._observed(api, model_name, entrypoint):
+            return await self._drive_async(steps)
 
     def _with_servable(self, request, steps, timeout):
         """The steps of an API on the servable `request.model_spec` names, held throughout."""

@@ -1,7 +1,8 @@
 """Tiny SavedModels for the serving tests, written the way TF Serving finds them.
 
-Until `export.export_saved_model` lands, these stand in for real exports with the
-same signature contracts (see "Contracts" in DESIGN.md):
+They stand in for real exports (tests/test_server.py serves those too), written in
+a fraction of the time and with known outputs, under the same signature contracts
+(see "Contracts" in DESIGN.md):
 
 - `write_image_classifier`: a TF2 SavedModel (tf.Module + tf.saved_model.save) with
   `serving_default` (`image` float32 [B,2,2,1] -> `probabilities` [B,3],
@@ -25,6 +26,7 @@ Example:
 
 import os
 import shutil
+import threading
 import uuid
 
 import numpy as np
@@ -218,3 +220,27 @@ def corrupt_variables(version_dir):
             size = os.path.getsize(path)
             with open(path, "r+b") as f:
                 f.truncate(size // 2)
+
+
+def run_concurrently(count, client):
+    """Call `client(i)` for every i in range(count), each on a thread of its own, all
+    released at once.
+
+    Returns what failed, as "client i: <exception>" strings; empty when all returned.
+    """
+    failures = []
+    start = threading.Barrier(count)
+
+    def run(i):
+        try:
+            start.wait()
+            client(i)
+        except Exception as e:
+            failures.append(f"client {i}: {e!r}")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return failures

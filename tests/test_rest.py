@@ -19,6 +19,7 @@ import pytest
 from tensorflow.core.framework import types_pb2
 
 import rest_models as rm
+import serving_models as sm
 from serving import rest
 from serving.errors import ServingError
 
@@ -294,24 +295,20 @@ def test_chunked_bodies_are_read_and_limited(small_server, toy_dir):
 
 def test_keep_alive_and_concurrent_clients_get_their_own_rows(server, toy_dir):
     want = rm.reference(toy_dir, 2, "serving_default", image=IMAGE)["probabilities"]
-    errors = []
 
     def client(k):
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        for i in range(5):
-            row = (i + k) % 2
-            status, doc = call(server, "POST", "/v1/models/toy:predict", {"instances": IMAGE[row:row + 1].tolist()},
-                               conn=conn)
-            if status != 200 or not np.allclose(doc["predictions"][0]["probabilities"], want[row], rtol=1e-6):
-                errors.append((status, doc))
-        conn.close()
+        try:
+            for i in range(5):
+                row = (i + k) % 2
+                status, doc = call(server, "POST", "/v1/models/toy:predict",
+                                   {"instances": IMAGE[row:row + 1].tolist()}, conn=conn)
+                assert status == 200, doc
+                np.testing.assert_allclose(doc["predictions"][0]["probabilities"], want[row], rtol=1e-6)
+        finally:
+            conn.close()
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert sm.run_concurrently(16, client) == []
 
 
 def test_prometheus_metrics_on_the_monitoring_path(server):

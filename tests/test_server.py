@@ -506,28 +506,19 @@ def test_batching_with_32_concurrent_clients(store, tmp_path):
     params = "max_batch_size { value: 32 } batch_timeout_micros { value: 5000 } num_batch_threads { value: 1 }"
     with ModelServer(tmp_path / "tiny", "tiny", port=0, enable_batching=True, batching_parameters=params,
                      file_system_poll_wait_seconds=0) as server:
-        results, failures = {}, []
-        barrier = threading.Barrier(32)
+        results = {}
 
         def client(i):
             stubs = Stubs(server.address)
             image = np.full([1, 2, 2, 1], i / 32.0, np.float32) * np.array([1, -1, 2, 0.5], np.float32).reshape(1, 2, 2, 1)
             try:
-                barrier.wait()
                 for _ in range(5):
                     got = outputs(stubs.predict.Predict(predict_request(images=image), timeout=30))
                     results.setdefault(i, []).append((image, got["probabilities"]))
-            except Exception as e:
-                failures.append(repr(e))
             finally:
                 stubs.channel.close()
 
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(32)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert failures == []
+        assert sm.run_concurrently(32, client) == []
         for i, answers in results.items():
             assert len(answers) == 5
             for image, probabilities in answers:

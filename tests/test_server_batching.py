@@ -62,8 +62,6 @@ def test_batching_server_is_the_asyncio_one(server):
 
 
 def test_many_clients_each_get_their_own_rows(server):
-    failures = []
-
     def client(i):
         stubs = Stubs(server.address)
         image = np.full([1 + i % 3, 2, 2, 1], i / 16.0, np.float32)
@@ -71,17 +69,10 @@ def test_many_clients_each_get_their_own_rows(server):
             for _ in range(4):
                 got = outputs(stubs.predict.Predict(predict_request(images=image), timeout=30))
                 np.testing.assert_allclose(got["probabilities"], sm.expected_probabilities(image, 1), rtol=1e-5)
-        except Exception as e:
-            failures.append(repr(e))
         finally:
             stubs.channel.close()
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert failures == []
+    assert sm.run_concurrently(16, client) == []
 
 
 def _slow_batching_server(store, tmp_path):
