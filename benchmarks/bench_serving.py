@@ -42,7 +42,11 @@ concurrency 1 <= in-process p50 + 1 ms; gRPC throughput at concurrency 32 with
 batching >= 2x without, and >= 70% of the in-process batched throughput, which is
 checked against both in-process references (batching on at the same concurrency,
 and the full-batch ceiling). Under them: the gRPC floor at concurrency 32 as a
-share of in-process batching at concurrency 32.
+share of in-process batching at concurrency 32, and the best any Python gRPC server
+could do on this machine, from the measured costs: every core busy, each request
+costing the floor's server and client CPU plus the model's own in-process CPU (per
+image in full batches of 32 with batching, alone without). These two bounds say
+whether a target is reachable here at all, whatever the server does.
 
     python benchmarks/bench_serving.py                       # ~5 minutes (two models, 3 rounds of 1.5 s)
     python benchmarks/bench_serving.py --models simple_cnn --no-rest --concurrency 1 32
@@ -527,6 +531,17 @@ def _checks(cells, concurrency):
         floor_line = {"concurrency": high, "throughput_rps": echo["throughput_rps"],
                       "in_process_batched_rps": same["throughput_rps"],
                       "share": echo["throughput_rps"] / same["throughput_rps"]}
+        unbatched = cell("in-process", False, high)
+        transport = echo.get("server_cpu_us_per_request", 0) + echo.get("client_cpu_us_per_request", 0)
+        if ceiling and unbatched and transport:
+            # The best any Python gRPC server could do here: every core busy, each
+            # request costing what the floor's server and client spend on it plus
+            # what the model costs in-process (per image in full batches, or alone).
+            cores = os.cpu_count() * 1e6
+            best_on = cores / (transport + ceiling["cpu_us_per_request"])
+            best_off = cores / (transport + unbatched["cpu_us_per_request"])
+            floor_line.update(best_batched_rps=best_on, best_unbatched_rps=best_off,
+                              best_ratio=best_on / best_off, best_share=best_on / same["throughput_rps"])
     return checks, floor_line
 
 
@@ -690,6 +705,13 @@ def main(argv=None):
             lines += ["", f"gRPC floor at c={floor_line['concurrency']}: {floor_line['throughput_rps']:.0f} req/s = "
                           f"{floor_line['share']:.0%} of in-process batched at c={floor_line['concurrency']} "
                           f"({floor_line['in_process_batched_rps']:.0f} req/s)"]
+            if "best_ratio" in floor_line:
+                lines += ["", f"Best a Python gRPC server could do here ({os.cpu_count()} cores busy, each request "
+                              "costing the floor's server and client CPU plus the model's in-process CPU): "
+                              f"{floor_line['best_batched_rps']:.0f} req/s with batching = "
+                              f"{floor_line['best_share']:.0%} of in-process batched, "
+                              f"{floor_line['best_unbatched_rps']:.0f} without = "
+                              f"{floor_line['best_ratio']:.2f}x from batching"]
         lines.append("")
         summary_lines += [f"{name}: {t}: {v}: {'met' if ok else 'NOT met'}" for t, v, ok in checks]
         if floor_line:
