@@ -529,35 +529,31 @@ class ServerCore:
         if not request.HasField("model_spec"):
             raise _invalid("Missing ModelSpec")
 
-    def _run(self, servable, signature_name, inputs, output_keys, timeout, batch, api):
+    @contextlib.contextmanager
+    def _model_run(self, servable, api):
+        """Time a model run into the runtime metric; its failures become ServingErrors."""
         start = time.perf_counter()
         try:
-            if batch and self.batcher is not None:
-                outputs = self.batcher.run(servable, signature_name, inputs, output_keys, timeout)
-            else:
-                outputs = servable.run(signature_name, inputs, output_keys)
+            yield
         except ServingError:
             raise
         except Exception as e:
             raise as_serving_error(e) from e
         self.metrics.record_runtime(servable.name, api, servable.runtime, (time.perf_counter() - start) * 1e6)
-        return outputs
+
+    def _run(self, servable, signature_name, inputs, output_keys, timeout, batch, api):
+        with self._model_run(servable, api):
+            if batch and self.batcher is not None:
+                return self.batcher.run(servable, signature_name, inputs, output_keys, timeout)
+            return servable.run(signature_name, inputs, output_keys)
 
     async def _run_async(self, servable, signature_name, inputs, output_keys, timeout, batch, api):
-        start = time.perf_counter()
-        try:
+        with self._model_run(servable, api):
             if batch and self.batcher is not None:
-                outputs = await self.batcher.run_async(servable, signature_name, inputs, output_keys, timeout)
-            else:
-                outputs = await asyncio.get_running_loop().run_in_executor(
-                    None, servable.run, signature_name, inputs, output_keys
-                )
-        except ServingError:
-            raise
-        except Exception as e:
-            raise as_serving_error(e) from e
-        self.metrics.record_runtime(servable.name, api, servable.runtime, (time.perf_counter() - start) * 1e6)
-        return outputs
+                return await self.batcher.run_async(servable, signature_name, inputs, output_keys, timeout)
+            return await asyncio.get_running_loop().run_in_executor(
+                None, servable.run, signature_name, inputs, output_keys
+            )
 
     @staticmethod
     def _plan(servable, signature_name, signature):

@@ -101,6 +101,10 @@ def test_deadline_and_cancellation_while_waiting_for_a_batch(store, tmp_path):
         requests = server.metrics.registry.get_sample_value(
             ":tensorflow:serving:request_count", {"model_name": "tiny", "status": "OK"})
         assert requests == 1
+        # Only the answered request ran the model: the other two left the batch first.
+        runs = server.metrics.registry.get_sample_value(
+            ":tensorflow:serving:runtime_latency_count", {"model_name": "tiny", "API": "Predict", "runtime": "TF2"})
+        assert runs == 1
 
 
 def test_stop_turns_health_off_and_drains_batched_requests(store, tmp_path):
