@@ -4,22 +4,31 @@
     path = export_saved_model("runs/simple_cnn-digits", base_path="models", model_name="digits")
     # models/digits/1/: serving_default, image_bytes, classify; warm-up; model card
 
-`keras.export.ExportArchive` stays available beneath it; the per-task signatures are
-in `export.signatures.TASKS`.
+What the SavedModel's signatures are is the model's task's business (`zoo.tasks`);
+`keras.export.ExportArchive` stays available beneath it.
 """
 
+import importlib as _importlib
 import os as _os
 
 # TensorFlow's C++ start-up chatter hides the messages a user came for (as in zoo).
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from export.archive import export_saved_model  # noqa: E402
-from export.cli import describe_export, format_export, is_export  # noqa: E402
-from export.errors import ExportError, VerificationError  # noqa: E402
-from export.fold import fold_batch_norms  # noqa: E402
-from export.server_config import write_server_config  # noqa: E402
+# Importing TensorFlow takes seconds; names resolve on first use.
+_EXPORTS = {
+    "ExportError": "export.errors",
+    "VerificationError": "export.errors",
+    "export_saved_model": "export.archive",
+    "fold_batch_norms": "export.fold",
+    "describe_export": "export.describe",
+    "format_export": "export.describe",
+    "is_export": "export.describe",
+    "write_server_config": "export.server_config",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = [
-    "ExportError", "VerificationError", "describe_export", "export_saved_model", "fold_batch_norms", "format_export",
-    "is_export", "write_server_config",
-]
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(_importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'export' has no attribute {name!r}")

@@ -32,26 +32,14 @@ import numpy as np
 from export import model_card, server_config, verify as verification, warmup
 from export.fold import fold_batch_norms
 from export.errors import ExportError, VerificationError
-from export.signatures import get_task_signatures
+from zoo import registry, tasks
+from zoo.tasks import ExportSource
+from zoo.training import load_run
 
 log = logging.getLogger(__name__)
 
 # A folder name that is also safe in TF Serving's REST path /v1/models/<name>.
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-@dataclasses.dataclass
-class _Source:
-    """The model to export and what is known about it."""
-
-    model: keras.Model
-    task: str
-    architecture: str
-    label_names: list
-    run_dir: pathlib.Path | None = None
-    config: dict | None = None  # the run's config.json
-    dataset: dict | None = None  # the run's dataset.json
-    metrics: dict | None = None  # the run's metrics.json
 
 
 def _check_model_name(name) -> str:
@@ -98,64 +86,37 @@ def _read_json(path: pathlib.Path):
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _load_source(model_or_run_dir, checkpoint: str, label_names, task) -> _Source:
+def _load_source(model_or_run_dir, checkpoint: str, label_names, task) -> tuple[ExportSource, "tasks.Task"]:
+    """(what is exported, its task). The task comes from the caller, the run directory
+    or the model registry, never from guessing at the model's structure."""
+    if task is not None and not isinstance(task, (str, tasks.Task)):
+        raise ExportError(f"task must be a task name such as 'image_classification', got {task!r}.")
     if isinstance(model_or_run_dir, keras.Model):
         model = model_or_run_dir
+        source = ExportSource(model, model.name, label_names=label_names)
         if task is None:
-            from zoo import registry
-
             try:
                 task = registry.get_model_spec(model.name).task
             except ValueError:
                 raise ExportError(
                     f"Cannot tell the task of model {model.name!r}, which is not a registered "
-                    f"architecture; pass task=... (e.g. 'image_classification')."
+                    f"architecture; pass task=... (one of: {', '.join(tasks.list_tasks())})."
                 ) from None
-        num_classes = int(model.output.shape[-1])
-        names = list(label_names) if label_names is not None else [str(i) for i in range(num_classes)]
-        return _Source(model, task, model.name, names)
-
-    from zoo.training import load_run
-
-    run_dir = pathlib.Path(model_or_run_dir)
-    if checkpoint not in ("model", "best"):
-        raise ExportError(f"checkpoint must be 'model' or 'best', got {checkpoint!r}.")
-    model, config, info = load_run(run_dir, which=checkpoint)  # clear FileNotFoundError if unfinished
-    names = list(label_names) if label_names is not None else list(info["label_names"])
-    return _Source(
-        model, task or info["task"], config.model, names, run_dir=run_dir.resolve(),
-        config=config.to_json(), dataset=info, metrics=_read_json(run_dir / "metrics.json"),
-    )
-
-
-def _real_examples(source: _Source, examples, dataset, count: int, example_key: str):
-    """(examples dict, where they came from) for warm-up and verification."""
-    config = source.config or {}
-    name = dataset or config.get("dataset")
-    found, origin = None, "random"
-    if examples is not None:
-        found, origin = np.asarray(examples, np.float32)[:count], "given"
-    elif name:
-        from zoo.data import load_dataset
-
-        try:
-            ds = load_dataset(name, "train", batch_size=count, shuffle=False, download=False,
-                              image_size=config.get("image_size"), data_dir=config.get("data_dir"))
-            found, origin = next(iter(ds))[0][example_key].numpy(), f"{name}:train[:{count}]"
-        except Exception as e:  # data not on this machine: warn and still export
-            log.warning("Could not read examples of %s (%s); warm-up uses random inputs.", name, e)
-    expected_shape = tuple(source.model.input[example_key].shape[1:])
-    if found is None:
-        if not name:
-            log.warning("No real examples for %s; pass examples= or dataset= to warm up on real data.",
-                        source.architecture)
-        found = np.random.default_rng(0).uniform(0, 255, (count,) + expected_shape).astype("float32")
-    if found.ndim < 1 or len(found) == 0 or tuple(found.shape[1:]) != expected_shape:
-        raise ExportError(
-            f"Examples ({origin}) have shape {found.shape}; the model takes {example_key} "
-            f"[N, {', '.join(map(str, expected_shape))}]. Pass examples (or a dataset) of that shape."
-        )
-    return {example_key: found}, origin
+    else:
+        run_dir = pathlib.Path(model_or_run_dir)
+        if checkpoint not in ("model", "best"):
+            raise ExportError(f"checkpoint must be 'model' or 'best', got {checkpoint!r}.")
+        model, config, info = load_run(run_dir, which=checkpoint)  # clear FileNotFoundError if unfinished
+        source = ExportSource(model, config.model, run_dir=run_dir.resolve(), config=config.to_json(),
+                              dataset=info, metrics=_read_json(run_dir / "metrics.json"), label_names=label_names)
+        # The run records its task (config.json; dataset.json for runs that predate that).
+        task = task or config.task or info.get("task")
+    try:
+        task = task if isinstance(task, tasks.Task) else tasks.get_task(task)
+        task.check_model(source.model)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
+    return source, task
 
 
 def _set_method_names(export_dir: pathlib.Path, methods: dict) -> None:
@@ -243,6 +204,7 @@ def export_saved_model(
     serving_base_path: str | None = None,
     verify_timeout: float = 600,
     fold_batch_norm: bool = True,
+    **task_options,
 ) -> pathlib.Path:
     """Exports a Keras model or a training run as `<base_path>/<model_name>/<version>/`.
 
@@ -261,7 +223,10 @@ def export_saved_model(
         overwrite: replace an existing `version`.
         verify: verify before publishing (turn off only to debug an export).
         label_names: class names; default: the run's dataset labels, or "0".."K-1".
-        task: the model's task; default: from the run or the model registry.
+        task: the model's task (a name or a `zoo.tasks.Task`); default: from the run
+            directory or, for a registered architecture, the model registry. A model of
+            your own exports with `task=` when its inputs and outputs follow the task's
+            contract (`zoo.tasks`).
         checkpoint: for a run directory, "model" (final) or "best".
         examples: raw inputs [N, ...] for warm-up and verification; default: the first
             `num_examples` of the run's (or `dataset`'s) training data.
@@ -275,6 +240,9 @@ def export_saved_model(
         fold_batch_norm: fold each BatchNormalization into the convolution before it
             (`export.fold.fold_batch_norms`): the same outputs from fewer ops and
             variables. Verification still compares against the unfolded model.
+        **task_options: the task's export options (`Task.export_options`), e.g.
+            `max_image_pixels` for an image classifier's `image_bytes` and `classify`
+            (images over it are refused before they are decoded; default 40,000,000).
 
     Returns:
         The version folder.
@@ -294,26 +262,27 @@ def export_saved_model(
             raise ExportError(str(e)) from None
     if not isinstance(num_examples, int) or num_examples < 1:
         raise ExportError(f"num_examples must be a positive int, got {num_examples!r}.")
-    source = _load_source(model_or_run_dir, checkpoint, label_names, task)
+    source, task = _load_source(model_or_run_dir, checkpoint, label_names, task)
     model_name = _check_model_name(model_name or source.architecture)
-    try:
-        task_signatures = get_task_signatures(source.task)
-    except ValueError as e:
-        raise ExportError(str(e)) from None
-    num_classes = int(source.model.output.shape[-1])
-    if len(source.label_names) != num_classes:
-        raise ExportError(f"{len(source.label_names)} label names for a model with {num_classes} outputs.")
+    unknown = sorted(set(task_options) - set(task.export_options))
+    if unknown:
+        raise ExportError(f"{', '.join(unknown)}: not an export option of a {task.name} model; its options: "
+                          f"{', '.join(task.export_options) or 'none'}.")
+    source.options = dict(task_options, dataset=dataset)
     model_dir = base / model_name
     version = _choose_version(model_dir, version, overwrite)
 
     started = time.perf_counter()
-    if task_signatures.prepare is not None:  # e.g. text: bind the run's tokenizer, read raw texts
-        task_signatures, inputs, example_source = task_signatures.prepare(source, examples, dataset, num_examples)
-    else:
-        inputs, example_source = _real_examples(source, examples, dataset, num_examples, task_signatures.example_key)
+    try:
+        # What the signatures need beyond the model (labels, tokenizer, limits) and real
+        # examples for the warm-up records and the verification.
+        assets = task.export_assets(source)
+        inputs, example_source = task.examples(source, examples, dataset, num_examples)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
     # The reference is the model as trained, so verification also checks the folding.
-    expected = task_signatures.reference(source.model, inputs)
-    requests = task_signatures.requests(inputs)
+    expected = task.reference(source.model, inputs, assets)
+    requests = task.requests(inputs)
     serving_model = source.model
     if fold_batch_norm:
         try:
@@ -328,13 +297,13 @@ def export_saved_model(
     final = model_dir / str(version)
     try:
         with tempfile.TemporaryDirectory(prefix="zoo-export-") as staging:
-            signatures = task_signatures.build(serving_model, source.label_names, staging)
+            signatures = task.signatures(serving_model, assets, staging)
             _write_saved_model(serving_model, signatures, tmp)
         # The staging copy of labels.txt is gone now: the export must use its own asset.
         warmup.write_warmup_requests(tmp, requests, model_name)
         card = model_card.build_model_card(
-            export_dir=tmp, model_name=model_name, version=version, task=source.task,
-            architecture=source.architecture, label_names=source.label_names, model=source.model,
+            export_dir=tmp, model_name=model_name, version=version, task=task.name,
+            architecture=source.architecture, task_fields=task.card(assets), model=source.model,
             source={"run_dir": str(source.run_dir) if source.run_dir else None,
                     "checkpoint": checkpoint if source.run_dir else None},
             examples={"source": example_source, "examples": len(expected), "records": len(requests)},
@@ -346,15 +315,15 @@ def export_saved_model(
         if verify:
             methods = {k: e.method_name for k, e in signatures.endpoints.items()}
             verify_started = time.perf_counter()
-            report = verification.verify_in_subprocess([(tmp, expected, methods)], verify_timeout)[0]
+            job = verification.Job(tmp, methods, task, expected, assets)
+            report = verification.verify_in_subprocess([job], verify_timeout)[0]
             if not report["ok"]:
                 raise VerificationError(
                     f"Export of {model_name} version {version} failed verification, nothing was "
                     f"published:\n  " + "\n  ".join(report["errors"])
                 )
             card["verification"] = {k: report[k] for k in ("loaders", "max_abs_diff", "records")}
-            card["verification"].update(tolerance=verification.TOLERANCE,
-                                        seconds=round(time.perf_counter() - verify_started, 2))
+            card["verification"].update(seconds=round(time.perf_counter() - verify_started, 2))
             model_card.write_model_card(tmp, card)
         _publish(tmp, final, overwrite)
     except BaseException:

@@ -76,11 +76,12 @@ def library_versions() -> dict:
 
 
 def build_model_card(*, export_dir, model_name: str, version: int, task: str, architecture: str,
-                     label_names, model, source: dict, examples: dict, metrics=None,
+                     task_fields: dict, model, source: dict, examples: dict, metrics=None,
                      training=None, dataset=None) -> dict:
-    """The card's content; `source`/`examples` say where the model and warm-up data came from."""
+    """The card's content; `source`/`examples` say where the model and warm-up data came
+    from, `task_fields` what the task records (labels, limits, tokenizer)."""
     signatures = read_signatures(export_dir)
-    return {
+    return {**task_fields,
         "format_version": FORMAT_VERSION,
         "model_name": model_name,
         "version": version,
@@ -88,7 +89,6 @@ def build_model_card(*, export_dir, model_name: str, version: int, task: str, ar
         "task": task,
         "architecture": architecture,
         "parameters": int(model.count_params()),
-        "labels": list(label_names),
         "inputs": signatures["serving_default"]["inputs"],
         "signatures": signatures,
         "metrics": metrics or {},

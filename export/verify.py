@@ -11,14 +11,16 @@ export. For each export it:
    warm-up record through its SignatureDef by tensor names, validating inputs and
    outputs as TF Serving's Predict and Classify do;
 3. loads it again with `tf.saved_model.load` and calls the same signatures;
-4. compares probabilities (or classify scores) with the Keras model's on the same
-   real examples (tolerance 1e-4), and checks class ids and label names.
+4. hands every output back to the exporting process, where the model's task compares
+   it with the Keras model's answer on the same real examples (`Task.compare`: for a
+   classifier, probabilities within 1e-4, class ids and label names).
 
     python -m export.verify JOBS.json     # prints a JSON report; exit 1 on failure
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -29,11 +31,10 @@ import tempfile
 
 import numpy as np
 
-TOLERANCE = 1e-4
+TOLERANCE = 1e-4  # the classification tasks' tolerance, recorded in the model card
+LOADERS = ("tf.compat.v1.saved_model.loader.load", "tf.saved_model.load")
 # Names that tracing invents when nobody named a tensor: a client cannot rely on them.
 GENERATED_NAME = re.compile(r"^(output|outputs|args|arg|input|inputs|keras_tensor|x)_\d+$")
-# The outputs compared with the Keras model's softmax, by signature method.
-_PROBABILITIES = {"predict": "probabilities", "classify": "scores"}
 
 
 def check_signature_names(signatures: dict) -> list[str]:
@@ -57,13 +58,15 @@ def check_contract(signatures: dict, methods: dict) -> list[str]:
             errors.append(f"signature {key!r} is missing (found: {', '.join(sorted(signatures))})")
         elif signatures[key]["method_name"] != method:
             errors.append(f"signature {key!r} has method {signatures[key]['method_name']!r}, expected {method!r}")
-    classify = [k for k, s in signatures.items() if s["method_name"] == "tensorflow/serving/classify"]
-    for key in classify:
-        sig = signatures[key]
-        # TF Serving's classifier.cc: one input "inputs", outputs "classes"/"scores".
-        if list(sig["inputs"]) != ["inputs"] or not set(sig["outputs"]) <= {"classes", "scores"}:
-            errors.append(f"classify signature {key!r} must take only 'inputs' and return 'classes'/'scores', "
-                          f"has inputs {list(sig['inputs'])} and outputs {list(sig['outputs'])}")
+    for key, sig in signatures.items():
+        # TF Serving's classifier.cc / regressor.cc: one input "inputs"; outputs
+        # "classes"/"scores", or "outputs".
+        allowed = {"tensorflow/serving/classify": {"classes", "scores"},
+                   "tensorflow/serving/regress": {"outputs"}}.get(sig["method_name"])
+        if allowed and (list(sig["inputs"]) != ["inputs"] or not set(sig["outputs"]) <= allowed):
+            errors.append(f"{sig['method_name'].rsplit('/', 1)[-1]} signature {key!r} must take only 'inputs' and "
+                          f"return {'/'.join(sorted(allowed))}, has inputs {list(sig['inputs'])} and outputs "
+                          f"{list(sig['outputs'])}")
     return errors
 
 
@@ -77,6 +80,12 @@ def _check_served(kind, key, signature_def, inputs, outputs) -> list[str]:
         for name, value in outputs.items():
             if value.ndim != 2 or value.shape[0] != n:
                 errors.append(f"{key}: classify output {name!r} has shape {value.shape}, needs [{n}, num_classes]")
+    if kind == "regress":
+        # regressor.cc: one float per example, [B] or [B, 1].
+        n, value = len(inputs["inputs"]), outputs.get("outputs")
+        if value is None or value.shape not in ((n,), (n, 1)):
+            errors.append(f"{key}: regress output 'outputs' has shape {getattr(value, 'shape', None)}, needs [{n}] "
+                          f"or [{n}, 1]")
     return errors
 
 
@@ -105,64 +114,31 @@ def _run_tf2(export_dir, calls):
             for _, key, inputs in calls]
 
 
-def _text(values) -> list[str]:
-    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.asarray(values).ravel()]
+def run_export(export_dir, methods: dict | None = None, outputs_file=None) -> dict:
+    """Runs one export's warm-up records as TF Serving would; returns a report.
 
-
-def compare(kind, key, outputs, expected, labels) -> tuple[list[str], float]:
-    """Errors and max |difference| of one call's outputs against Keras' probabilities."""
-    name = _PROBABILITIES[kind]
-    if name not in outputs:
-        return [f"{key}: no {name!r} output"], float("inf")
-    got = np.asarray(outputs[name], np.float64)
-    if got.shape != expected.shape:
-        return [f"{key}: {name} has shape {got.shape}, Keras gives {expected.shape}"], float("inf")
-    diff = float(np.max(np.abs(got - expected))) if got.size else 0.0
-    errors = [f"{key}: {name} differ from Keras by {diff:.3g} > {TOLERANCE}"] if diff > TOLERANCE else []
-    if kind == "classify" and "classes" in outputs:
-        rows = np.asarray(outputs["classes"])
-        if any(_text(row) != list(labels) for row in rows):
-            errors.append(f"{key}: classes {_text(rows[0])} are not the label names {list(labels)}")
-    if "class_id" in outputs:
-        class_id = np.asarray(outputs["class_id"])
-        if not np.array_equal(class_id, np.argmax(got, axis=-1)):
-            errors.append(f"{key}: class_id is not the argmax of probabilities")
-        # Where Keras' top two are closer than the tolerance either answer is right.
-        top2 = np.sort(expected, axis=-1)[:, -2:] if expected.shape[-1] > 1 else None
-        clear = (top2[:, 1] - top2[:, 0] > 2 * TOLERANCE) if top2 is not None else np.ones(len(class_id), bool)
-        if not np.array_equal(class_id[clear], np.argmax(expected, axis=-1)[clear]):
-            errors.append(f"{key}: class_id differs from Keras' argmax")
-        if "label" in outputs and _text(outputs["label"]) != [labels[i] for i in class_id]:
-            errors.append(f"{key}: label is not label_names[class_id]")
-    return errors, diff
-
-
-def verify_export(export_dir, expected, methods: dict | None = None) -> dict:
-    """Verifies one export in this process; returns a report ({"ok": bool, "errors": [...], ...}).
-
-    Args:
-        export_dir: a version folder (or the temporary folder before publishing).
-        expected: [N, K] Keras probabilities on the examples the warm-up records hold;
-            a record of batch size n holds the first n.
-        methods: signature key -> method name that the export must have.
+    The report holds the contract errors (signature names, method names, what TF
+    Serving's Predict/Classify/Regress would refuse) and `calls`, one (signature key,
+    method, batch size) per record. Each loader's outputs are written to
+    `outputs_file` (.npz) for the exporting process, which knows the task and the Keras
+    model, to compare (`check_outputs`).
 
     Example:
-        >>> verify_export("models/digits/1", np.load("expected.npy"))["ok"]
-        True
+        >>> run_export("models/digits/1", {"serving_default": PREDICT})["calls"][0]
+        ['serving_default', 'tensorflow/serving/predict', 1]
     """
     from export import model_card, warmup
 
     export_dir = pathlib.Path(export_dir)
-    expected = np.asarray(expected, np.float64)
-    report = {"export_dir": str(export_dir), "errors": [], "max_abs_diff": {}, "records": 0,
-              "loaders": ["tf.compat.v1.saved_model.loader.load", "tf.saved_model.load"]}
+    report = {"export_dir": str(export_dir), "errors": [], "max_abs_diff": {}, "records": 0, "calls": [],
+              "loaders": list(LOADERS)}
     try:
         signatures = model_card.read_signatures(export_dir)
-        labels = model_card.read_model_card(export_dir)["labels"]
+        card = model_card.read_model_card(export_dir)
         report["signatures"] = sorted(signatures)
         report["errors"] += check_signature_names(signatures) + check_contract(signatures, methods or {})
         asset = export_dir / "assets" / "labels.txt"
-        if asset.exists() and asset.read_text(encoding="utf-8").splitlines() != list(labels):
+        if card.get("labels") and asset.exists() and asset.read_text(encoding="utf-8").splitlines() != card["labels"]:
             report["errors"].append("assets/labels.txt differs from the model card's labels")
         calls = []
         for log in warmup.read_warmup_requests(export_dir):
@@ -171,15 +147,16 @@ def verify_export(export_dir, expected, methods: dict | None = None) -> dict:
                 report["errors"].append(f"warm-up record for unknown signature {key!r}")
                 continue
             calls.append((kind, key, inputs))
+            report["calls"].append([key, signatures[key]["method_name"], len(next(iter(inputs.values())))])
         report["records"] = len(calls)
         session_outputs, served_errors = _run_session(export_dir, calls)
         report["errors"] += served_errors
-        for loader, results in (("session", session_outputs), ("tf2", _run_tf2(export_dir, calls))):
-            for (kind, key, inputs), outputs in zip(calls, results):
-                n = len(next(iter(inputs.values())))
-                errors, diff = compare(kind, key, outputs, expected[:n], labels)
-                report["errors"] += [f"[{loader}] {e}" for e in errors]
-                report["max_abs_diff"][key] = max(report["max_abs_diff"].get(key, 0.0), diff)
+        tf2_outputs = _run_tf2(export_dir, calls)
+        if outputs_file:
+            arrays = {f"{loader}/{i}/{name}": value
+                      for loader, results in zip(LOADERS, (session_outputs, tf2_outputs))
+                      for i, outputs in enumerate(results) for name, value in outputs.items()}
+            np.savez(outputs_file, **arrays)
         covered = {key for _, key, _ in calls}
         report["errors"] += [f"signature {k!r} has no warm-up record" for k in signatures if k not in covered]
     except Exception as e:  # a broken export must produce a report, not a traceback
@@ -188,24 +165,42 @@ def verify_export(export_dir, expected, methods: dict | None = None) -> dict:
     return report
 
 
+def check_outputs(report: dict, outputs: dict, task, reference: dict, assets: dict) -> dict:
+    """Compares each loader's outputs with the Keras reference, by the task's rules.
+
+    Args:
+        report: `run_export`'s report (updated: errors, max_abs_diff, ok).
+        outputs: loader -> one dict of named arrays per call.
+        task: the `zoo.tasks.Task` of the export.
+        reference: what the Keras model answers on the warm-up examples (`task.reference`).
+        assets: the task's export assets (labels, tokenizer, ...).
+    """
+    from zoo.tasks import Request
+
+    for loader, results in outputs.items():
+        for (key, method, size), got in zip(report["calls"], results):
+            errors, diff = task.compare(Request(key, method, size), got, reference, assets)
+            report["errors"] += [f"[{loader}] {e}" for e in errors]
+            report["max_abs_diff"][key] = max(report["max_abs_diff"].get(key, 0.0), diff)
+    report["ok"] = not report["errors"]
+    return report
+
+
 def verify_in_subprocess(jobs, timeout: float = 600) -> list[dict]:
     """Verifies exports in one fresh Python process; one report per job.
 
     Args:
-        jobs: (export_dir, expected probabilities [N, K], methods dict) tuples. Several
-            exports share one process, which pays for importing TensorFlow once.
+        jobs: `Job`s (export dir, promised methods, task, Keras reference, assets).
+            Several exports share one process, which pays for importing TensorFlow once.
         timeout: seconds before the verification counts as failed.
 
     Example:
-        >>> [r["ok"] for r in verify_in_subprocess([("models/digits/1", expected, {})])]
+        >>> [r["ok"] for r in verify_in_subprocess([Job("models/digits/1", methods, task, ref, assets)])]
         [True]
     """
     with tempfile.TemporaryDirectory(prefix="zoo-verify-") as tmp:
-        spec = []
-        for i, (export_dir, expected, methods) in enumerate(jobs):
-            np.save(os.path.join(tmp, f"{i}.npy"), np.asarray(expected, np.float64))
-            spec.append({"export_dir": str(pathlib.Path(export_dir).resolve()),
-                         "expected": os.path.join(tmp, f"{i}.npy"), "methods": methods or {}})
+        spec = [{"export_dir": str(pathlib.Path(job.export_dir).resolve()), "methods": job.methods or {},
+                 "outputs": os.path.join(tmp, f"{i}.npz")} for i, job in enumerate(jobs)]
         jobs_file = os.path.join(tmp, "jobs.json")
         pathlib.Path(jobs_file).write_text(json.dumps(spec))
         root = str(pathlib.Path(__file__).resolve().parents[1])
@@ -219,13 +214,33 @@ def verify_in_subprocess(jobs, timeout: float = 600) -> list[dict]:
         except subprocess.TimeoutExpired:
             return [{"export_dir": s["export_dir"], "ok": False,
                      "errors": [f"verification took over {timeout:.0f} s"]} for s in spec]
-    lines = proc.stdout.strip().splitlines()
-    try:
-        return json.loads(lines[-1])
-    except (IndexError, json.JSONDecodeError):
-        tail = (proc.stderr or "")[-2000:]
-        return [{"export_dir": s["export_dir"], "ok": False,
-                 "errors": [f"verification process failed (exit {proc.returncode}): {tail}"]} for s in spec]
+        lines = proc.stdout.strip().splitlines()
+        try:
+            reports = json.loads(lines[-1])
+        except (IndexError, json.JSONDecodeError):
+            tail = (proc.stderr or "")[-2000:]
+            return [{"export_dir": s["export_dir"], "ok": False,
+                     "errors": [f"verification process failed (exit {proc.returncode}): {tail}"]} for s in spec]
+        for job, s, report in zip(jobs, spec, reports):
+            if os.path.exists(s["outputs"]):
+                with np.load(s["outputs"], allow_pickle=True) as saved:
+                    outputs = {loader: [{} for _ in report["calls"]] for loader in LOADERS}
+                    for name in saved.files:
+                        loader, i, key = name.split("/", 2)
+                        outputs[loader][int(i)][key] = saved[name]
+                check_outputs(report, outputs, job.task, job.reference, job.assets)
+    return reports
+
+
+@dataclasses.dataclass
+class Job:
+    """One export to verify, and what it must answer."""
+
+    export_dir: object
+    methods: dict
+    task: object  # zoo.tasks.Task
+    reference: dict
+    assets: dict
 
 
 def main(argv=None) -> int:
@@ -234,7 +249,7 @@ def main(argv=None) -> int:
         print("usage: python -m export.verify JOBS.json", file=sys.stderr)
         return 2
     jobs = json.loads(pathlib.Path(argv[0]).read_text())
-    reports = [verify_export(j["export_dir"], np.load(j["expected"]), j["methods"]) for j in jobs]
+    reports = [run_export(j["export_dir"], j["methods"], j["outputs"]) for j in jobs]
     print(json.dumps(reports))
     return 0 if all(r["ok"] for r in reports) else 1
 

@@ -4,7 +4,7 @@ TF Serving replays these `PredictionLog` records (a TFRecord file) when it loads
 version, before the version takes traffic, so the first real request does not pay
 for graph optimization and memory allocation. A record that fails fails the load, so
 the export verification replays the same file. Records come from real examples
-(`export.signatures.Request`), one per signature and batch size.
+(`zoo.tasks.Request`), one per signature and batch size.
 
     requests = task.requests({"image": images})
     write_warmup_requests(export_dir, requests, model_name="digits")
@@ -17,7 +17,9 @@ import pathlib
 
 import numpy as np
 import tensorflow as tf
-from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_log_pb2
+from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_log_pb2, regression_pb2
+
+from zoo.tasks.base import REGRESS_METHOD
 
 WARMUP_FILE = pathlib.Path("assets.extra") / "tf_serving_warmup_requests"
 # TF Serving refuses a warm-up file with more records than this (WarmupConsts).
@@ -27,7 +29,11 @@ MAX_RECORDS = 1000
 def prediction_log(request, model_name: str = "") -> prediction_log_pb2.PredictionLog:
     """One `Request` as the PredictionLog that TF Serving's warm-up replays."""
     log = prediction_log_pb2.PredictionLog()
-    if request.examples:
+    if request.examples and request.method_name == REGRESS_METHOD:
+        rpc = regression_pb2.RegressionRequest()
+        rpc.input.example_list.examples.extend(request.examples)
+        target = log.regress_log.request
+    elif request.examples:
         rpc = classification_pb2.ClassificationRequest()
         rpc.input.example_list.examples.extend(request.examples)
         target = log.classify_log.request
@@ -47,7 +53,7 @@ def write_warmup_requests(export_dir, requests, model_name: str = "") -> pathlib
 
     Args:
         export_dir: the SavedModel folder (a version folder or its temporary twin).
-        requests: `export.signatures.Request` objects.
+        requests: `zoo.tasks.Request` objects.
         model_name: written into each request's model_spec, as a client would.
 
     Example:
@@ -86,13 +92,13 @@ def log_inputs(log) -> tuple[str, str, dict]:
     tf.Examples that TF Serving feeds to the signature's "inputs".
     """
     kind = log.WhichOneof("log_type")
-    if kind == "classify_log":
-        request = log.classify_log.request
+    if kind in ("classify_log", "regress_log"):
+        request = getattr(log, kind).request
         examples = request.input.example_list.examples
         serialized = np.array([e.SerializeToString() for e in examples], dtype=object)
-        return request.model_spec.signature_name or "serving_default", "classify", {"inputs": serialized}
+        return request.model_spec.signature_name or "serving_default", kind[:-4], {"inputs": serialized}
     if kind == "predict_log":
         request = log.predict_log.request
         inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
         return request.model_spec.signature_name or "serving_default", "predict", inputs
-    raise ValueError(f"Warm-up record of kind {kind!r}; this exporter writes predict and classify logs.")
+    raise ValueError(f"Warm-up record of kind {kind!r}; this exporter writes predict, classify and regress logs.")

@@ -12,15 +12,13 @@ Example:
     ...     client = serving.Client(f"localhost:{server.grpc_port}", "mnist")
 """
 
-import importlib
-import inspect
 import logging
 import os
 import threading
 
 import grpc
 
-from serving import config as config_files
+from serving import config as config_files, rest
 from serving import flags as server_flags
 from serving.batching import BatchingOptions, BatchScheduler
 from serving.core import ServerCore
@@ -258,21 +256,11 @@ class ModelServer:
             log.error("--rest_api_port cannot be same as --port. Please use a different port for "
                       "HTTP/REST API. Skipped exporting HTTP/REST API.")
             return
-        try:
-            rest = importlib.import_module("serving.rest")
-        except ModuleNotFoundError as e:
-            if e.name != "serving.rest":
-                raise
-            log.warning("serving.rest is not available; the HTTP/REST API is not exported")
-            return
         prometheus = monitoring.prometheus_config
         metrics_path = (prometheus.path or PROMETHEUS_PATH) if prometheus.enable else None
-        kwargs = {}
-        if "metrics_fn" in inspect.signature(rest.start_rest_server).parameters:
-            kwargs["metrics_fn"] = self.core.metrics_exposition
         self._rest = rest.start_rest_server(
             self.core, self.rest_api_host, self.rest_api_port, self.rest_api_timeout_in_ms, metrics_path,
-            **kwargs,
+            metrics_fn=self.core.metrics_exposition,
         )
         log.info("Exporting HTTP/REST API at:%s:%s ...", self.rest_api_host, self._rest.port)
 

@@ -12,7 +12,7 @@ import time
 import keras
 
 from zoo import registry, tasks
-from zoo.data import load_dataset
+from zoo.data.pipeline import load_dataset
 from zoo.training import strategy as strategies
 
 
@@ -44,11 +44,10 @@ def training_throughput(
     """Samples/s of `fit` on `dataset`, compiled as `zoo.train` compiles (best of `repeats`)."""
     ds, info = load_dataset(dataset, "train", batch_size=batch_size, drop_remainder=True, with_info=True)
     spec = registry.get_model_spec(model)
-    net = registry.build_model(model, num_classes=info.num_classes, input_shape=tuple(info.input_shape),
-                               **(model_kwargs or {}))
+    task = tasks.get_task(spec.task)
+    net = registry.build_model(model, **dict(model_kwargs or {}, **task.builder_arguments(info)))
     opt = (keras.optimizers.SGD(learning_rate, momentum=0.9) if optimizer == "sgd"
            else keras.optimizers.Adam(learning_rate))
-    task = tasks.get_task(spec.task)
     net.compile(optimizer=opt, loss=task.loss(), metrics=task.metrics(),
                 jit_compile=strategies.use_xla("auto"), steps_per_execution=steps_per_execution)
     timer = _StepTimer()

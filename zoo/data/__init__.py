@@ -1,6 +1,24 @@
-"""Datasets as tf.data pipelines: real TFDS data when present, offline sets always."""
+"""Datasets as tf.data pipelines: real TFDS data when present, offline sets always.
 
-from zoo.data.info import DatasetInfo, DatasetUnavailableError
-from zoo.data.pipeline import dataset_info, list_datasets, load_dataset
+    from zoo.data import load_dataset, list_datasets, register_dataset
+"""
 
-__all__ = ["DatasetInfo", "DatasetUnavailableError", "dataset_info", "list_datasets", "load_dataset"]
+import importlib as _importlib
+
+# The pipeline imports TensorFlow; names resolve on first use so that the small
+# modules here (the registry, DatasetInfo, the tokenizer) import quickly and alone.
+_EXPORTS = {
+    "DatasetInfo": "zoo.data.info",
+    "DatasetUnavailableError": "zoo.data.info",
+    "dataset_info": "zoo.data.pipeline",
+    "load_dataset": "zoo.data.pipeline",
+    "list_datasets": "zoo.data.registry",
+    "register_dataset": "zoo.data.registry",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(_importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'zoo.data' has no attribute {name!r}")

@@ -13,8 +13,9 @@ class DatasetInfo:
     label_names: tuple[str, ...]
     input_shape: tuple  # (H, W, C) of an image, (sequence_length,) of token ids
     num_examples: dict  # split name -> examples (None where unknown)
-    source: str  # "offline" or "tfds"
+    source: str  # "offline", "tfds" or "memory"
     citation: str = ""
+    input_dtype: str = ""  # of the raw input, before the task's preprocessing
     # Text sets: the tokenizer's words (ids 2..; 0 pads, 1 is out-of-vocabulary).
     vocabulary: tuple[str, ...] = ()
 

@@ -13,9 +13,8 @@ import logging
 import os
 import socket
 
-import tensorflow as tf
-
 from zoo.data.info import DatasetInfo, DatasetUnavailableError
+from zoo.data.registry import Dataset, add_dataset, closest, registered_offline
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +42,7 @@ def download_reachable(timeout: float = 3.0) -> bool:
 
 
 def _offline_hint():
-    from zoo.data import offline, synthetic_text
-
-    return f"Offline datasets that need no download: {', '.join(offline.NAMES + (synthetic_text.NAME,))}."
+    return f"Offline datasets that need no download: {', '.join(registered_offline())} (`zoo datasets`)."
 
 
 def builder(name: str, data_dir: str | None = None, download: bool = True):
@@ -58,7 +55,7 @@ def builder(name: str, data_dir: str | None = None, download: bool = True):
         known = tfds.list_builders()
         close = difflib.get_close_matches(name.split("/")[0], known, n=3)
         hint = f" Closest TFDS names: {', '.join(close)}." if close else ""
-        raise ValueError(f"Unknown dataset {name!r}.{hint} {_offline_hint()}") from None
+        raise ValueError(f"Unknown dataset {name!r}.{closest(name)}{hint} {_offline_hint()}") from None
     if not b.is_prepared():
         where = b.data_dir
         if not download:
@@ -78,23 +75,55 @@ def builder(name: str, data_dir: str | None = None, download: bool = True):
     return b
 
 
-def info(b, name: str) -> DatasetInfo:
+def info(b, name: str, task: str | None = None) -> DatasetInfo:
+    from zoo import tasks
+
     features = b.info.features
     keys = b.info.supervised_keys
     if not keys or len(keys) != 2:
         raise ValueError(
             f"TFDS dataset {name!r} has no (input, label) supervised keys; the zoo loads "
-            f"classification sets such as mnist, cifar10, imdb_reviews, ag_news_subset."
+            f"supervised sets such as mnist, cifar10, imdb_reviews, ag_news_subset."
         )
-    image_key, label_key = keys
+    input_key, label_key = keys
     label = features[label_key]
-    shape = tuple(features[image_key].shape)
-    # Text sets (imdb_reviews, ag_news_subset) have a string feature as input.
-    task = "text_classification" if features[image_key].dtype == tf.string else "image_classification"
+    feature = features[input_key]
+    if task is None:  # an unregistered TFDS name: the task that reads its input feature
+        task = tasks.task_for_feature(feature.dtype, tuple(feature.shape))
+        if task is None:
+            raise ValueError(f"TFDS dataset {name!r} has input {input_key!r} of {feature.dtype.name} "
+                             f"{tuple(feature.shape)}, which no task reads (tasks: {', '.join(tasks.list_tasks())}).")
     return DatasetInfo(
         name=name, task=task, source="tfds",
-        num_classes=int(label.num_classes), label_names=tuple(label.names),
-        input_shape=shape,
+        num_classes=int(getattr(label, "num_classes", 0) or 0), label_names=tuple(getattr(label, "names", ()) or ()),
+        input_shape=tuple(feature.shape), input_dtype=feature.dtype.name,
         num_examples={k: v.num_examples for k, v in b.info.splits.items()},
         citation=b.info.citation or "",
     )
+
+
+class TfdsDataset(Dataset):
+    """A TFDS dataset: read from the data dir, downloaded when the host is reachable."""
+
+    offline = False
+
+    def __init__(self, name: str, task: str | None = None, description: str = ""):
+        self.name, self.task, self.description = name, task, description
+
+    def info(self, data_dir=None, download=True) -> DatasetInfo:
+        return info(builder(self.name, data_dir, download), self.name, self.task)
+
+    def examples(self, split: str, data_dir=None, download=True, shuffle_files=False):
+        b = builder(self.name, data_dir, download)
+        return b.as_dataset(split=split, as_supervised=True, shuffle_files=shuffle_files)
+
+
+# The TFDS sets the zoo is tested with; any other TFDS name loads the same way.
+for _name, _task, _about in (
+    ("mnist", "image_classification", "handwritten digits, 28x28 gray"),
+    ("fashion_mnist", "image_classification", "Zalando clothing, 28x28 gray"),
+    ("cifar10", "image_classification", "32x32 colour photos, 10 classes"),
+    ("imdb_reviews", "text_classification", "movie reviews, positive or negative"),
+    ("ag_news_subset", "text_classification", "news titles and descriptions, 4 topics"),
+):
+    add_dataset(TfdsDataset(_name, _task, _about))

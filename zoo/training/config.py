@@ -15,6 +15,7 @@ SWITCHES = ("auto", "on", "off")
 class TrainConfig:
     model: str
     dataset: str
+    task: str = ""  # the model's task (from the registry), so a run knows it without guessing
     epochs: int = 10
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -90,7 +91,7 @@ def parse_value(text: str) -> Any:
 
 def apply_overrides(config: TrainConfig, pairs: list[str], model_defaults: dict) -> TrainConfig:
     """Applies `key=value` pairs to training fields or, failing that, model arguments."""
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "dataset", "model_kwargs"}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "dataset", "task", "model_kwargs"}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         key = key.strip()

@@ -3,8 +3,8 @@
 A run directory holds everything needed to resume, evaluate and export a run:
 
     config.json    the resolved TrainConfig (what `zoo train` would need to redo it)
-    dataset.json   the dataset's metadata: classes, label names, input shape
-    vocab.txt      text tasks: the tokenizer's vocabulary (ids 2..; 0 pads, 1 unknown)
+    dataset.json   the dataset's metadata: task, classes, label names, input shape
+    vocab.txt      (and other files a task needs, such as a text run's vocabulary)
     model.keras    the trained model
     best.keras     the best model by validation loss (written atomically)
     history.json   loss and metrics per epoch; history.csv the same, appended as it goes
@@ -29,8 +29,8 @@ import keras
 import tensorflow as tf
 
 from zoo import registry, tasks
-from zoo.data import dataset_info, load_dataset
-from zoo.data.tokenizer import VOCABULARY_FILE, read_vocabulary, write_vocabulary
+from zoo.data.pipeline import dataset_info, load_dataset
+from zoo.data.registry import list_datasets
 from zoo.training import strategy as strategies
 from zoo.training.callbacks import AtomicBestCheckpoint
 from zoo.training.config import TrainConfig
@@ -154,13 +154,14 @@ def train(
     dataset = dataset or spec.default_dataset
     strategy_name = strategy if isinstance(strategy, str) else "auto"
     unknown = set(options) - set(TrainConfig.__dataclass_fields__)
-    if unknown or {"model", "dataset"} & set(options):
+    derived = {"model", "dataset", "task"}  # arguments of their own, or from the model
+    if unknown or derived & set(options):
         raise TypeError(
-            f"train() got unknown options {sorted(unknown)}; known: "
-            f"{sorted(set(TrainConfig.__dataclass_fields__) - {'model', 'dataset'})}."
+            f"train() got unknown options {sorted(unknown | (derived & set(options)))}; known: "
+            f"{sorted(set(TrainConfig.__dataclass_fields__) - derived)}."
         )
     config = TrainConfig(
-        model=model, dataset=dataset, epochs=epochs, batch_size=batch_size,
+        model=model, dataset=dataset, task=spec.task, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, strategy=strategy_name,
         model_kwargs=dict(model_kwargs or {}), **options,
     ).validated()
@@ -176,36 +177,29 @@ def train(
         run_dir = run_dir / "workers" / str(worker)
     resuming = _prepare_run_dir(run_dir, config, overwrite)
 
+    task = tasks.get_task(spec.task)
     info = dataset_info(dataset, data_dir=config.data_dir)
-    train_split, val_split, test_split = _splits(info)
-    load = dict(batch_size=config.batch_size, image_size=config.image_size,
-                data_dir=config.data_dir, seed=config.seed)
-    if info.task == "text_classification":
-        load["sequence_length"] = config.model_kwargs.get("sequence_length")
-    train_ds, info = load_dataset(dataset, train_split, with_info=True, shuffle=config.shuffle, **load)
-    if info.vocabulary:  # every split of a text run is tokenized with the training vocabulary
-        load["vocabulary"] = info.vocabulary
-    val_ds = load_dataset(dataset, val_split, **load) if val_split else None
-
     if info.task != spec.task:
-        raise ValueError(f"{model} is a {spec.task} model but {dataset} is a {info.task} dataset.")
-    from_data = dict(num_classes=info.num_classes)
-    if info.task == "text_classification":
-        # Ids 0 (padding) and 1 (unknown word) come before the vocabulary's words.
-        from_data.update(vocabulary_size=len(info.vocabulary) + 2, sequence_length=info.input_shape[0])
-    else:
-        from_data.update(input_shape=tuple(info.input_shape))
-    for fixed in ("num_classes", "input_shape", "vocabulary_size"):
-        if fixed in config.model_kwargs:
-            raise ValueError(f"{fixed} comes from the dataset ({from_data.get(fixed)}); do not set it.")
+        raise ValueError(f"{model} is a {spec.task} model but {dataset} is a {info.task} dataset; "
+                         f"{spec.task} datasets: {', '.join(list_datasets(spec.task))}.")
+    train_split, val_split, test_split = _splits(info)
+    load = dict(batch_size=config.batch_size, data_dir=config.data_dir, seed=config.seed,
+                image_size=config.image_size, **task.data_options_for(config.model_kwargs))
+    train_ds, info = load_dataset(dataset, train_split, with_info=True, shuffle=config.shuffle, **load)
+
+    from_data = task.builder_arguments(info)
+    for key, value in from_data.items():
+        if key in config.model_kwargs and config.model_kwargs[key] != value:
+            raise ValueError(f"{key} comes from the dataset ({value}); do not set it.")
     build_kwargs = dict(config.model_kwargs, **from_data)
 
     _write_json(run_dir / "config.json", config.to_json())
-    dataset_json = info.to_json()
-    if info.vocabulary:
-        write_vocabulary(run_dir / VOCABULARY_FILE, info.vocabulary)
-        dataset_json.update(vocabulary_file=VOCABULARY_FILE, sequence_length=info.input_shape[0])
+    # What the task needs beyond the model (a text run's vocabulary), written beside it;
+    # every later split, evaluation and export reads it back from the run directory.
+    dataset_json = dict(info.to_json(), **task.write_run_assets(run_dir, info))
     _write_json(run_dir / "dataset.json", dataset_json)
+    load.update(task.read_run_assets(run_dir, dataset_json))
+    val_ds = load_dataset(dataset, val_split, **load) if val_split else None
 
     mixed = strategies.use_mixed_precision(config.mixed_precision)
     jit = strategies.use_xla(config.jit_compile)
@@ -233,7 +227,6 @@ def train(
     try:
         with dist.scope():
             net = registry.build_model(model, **build_kwargs)
-            task = tasks.get_task(spec.task)
             net.compile(
                 optimizer=_optimizer(config), loss=task.loss(), metrics=task.metrics(),
                 jit_compile=jit, steps_per_execution=steps_per_execution,
@@ -275,7 +268,6 @@ def train(
             # evaluate() under MultiWorkerMirrored hits the same Keras bug as fit();
             # the saved model, outside the strategy, evaluates normally.
             net = keras.saving.load_model(run_dir / "model.keras")
-            task = tasks.get_task(spec.task)
             net.compile(loss=task.loss(), metrics=task.metrics())
         metrics = net.evaluate(load_dataset(dataset, test_split, **load), verbose=0, return_dict=True)
         metrics = {k: float(v) for k, v in metrics.items()}
@@ -310,12 +302,11 @@ def evaluate(run_dir: str | os.PathLike, split: str = "test", which: str = "mode
         {'accuracy': 0.98, 'loss': 0.06, 'split': 'test'}
     """
     net, config, info = load_run(run_dir, which)
-    text = {}
-    if info.get("vocabulary_file"):  # a text run: tokenize as it was trained
-        text = dict(vocabulary=read_vocabulary(pathlib.Path(run_dir) / info["vocabulary_file"]),
-                    sequence_length=info["sequence_length"])
+    task = tasks.get_task(info["task"])
+    # Preprocess as the run was trained (a text run's vocabulary, say).
+    options = task.read_run_assets(pathlib.Path(run_dir), info)
     ds = load_dataset(config.dataset, split, batch_size=config.batch_size,
-                      image_size=config.image_size, data_dir=config.data_dir, **text)
+                      image_size=config.image_size, data_dir=config.data_dir, **options)
     metrics = {k: float(v) for k, v in net.evaluate(ds, verbose=0, return_dict=True).items()}
     metrics["split"] = split
     _write_json(pathlib.Path(run_dir) / f"eval-{split.replace('/', '_')}.json", metrics)

@@ -1,4 +1,9 @@
-"""`zoo`: the command line. It parses arguments and calls the Python API, nothing more."""
+"""`zoo`: the command line. It parses arguments and calls the Python API, nothing more.
+
+This package is the only one that imports all three of `zoo` (models, data, tasks,
+training), `export` and `serving`; its modules import them inside the commands, so
+`zoo --help` answers without importing TensorFlow.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import logging
 import os
 import sys
 
+from zoo.cli import export_command, serve_command
+
 EXAMPLES = {
     "list": "zoo list\n  zoo list --task image_classification --json",
     "info": "zoo info simple_cnn\n  zoo info runs/simple_cnn-digits\n  zoo info models/digits        (an export: its newest version)",
@@ -18,6 +25,7 @@ EXAMPLES = {
         "  zoo train mlp --dataset mnist --set hidden_units=512,256 --out runs/mlp-wide"
     ),
     "evaluate": "zoo evaluate runs/simple_cnn-digits --split test",
+    "datasets": "zoo datasets\n  zoo datasets --task text_classification --json",
     "bench": "zoo bench simple_cnn --dataset synthetic_shapes --batch-size 64",
     "demo": "zoo demo --out /tmp/zoo-demo",
 }
@@ -44,13 +52,40 @@ def _cmd_list(args):
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    header = ("name", "task", "parameters", "default dataset")
-    table = [header] + [(r["name"], r["task"], f"{r['parameters']:,}", r["default_dataset"]) for r in rows]
+    _table(("name", "task", "parameters", "default dataset"),
+           [(r["name"], r["task"], f"{r['parameters']:,}", r["default_dataset"]) for r in rows], right=(2,))
+    return 0
+
+
+def _table(header, rows, right=()) -> None:
+    table = [header] + rows
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for i, row in enumerate(table):
-        print("  ".join(c.rjust(w) if j == 2 else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths))).rstrip())
+        print("  ".join(c.rjust(w) if j in right else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths))).rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def _cmd_datasets(args):
+    from zoo.data import registry
+
+    rows = []
+    for name in registry.list_datasets(args.task):
+        dataset = registry.get_dataset(name)
+        row = {"name": name, "task": dataset.task, "offline": dataset.offline, "splits": None,
+               "examples": None, "about": dataset.description}
+        if dataset.offline:  # a TFDS set's splits are known once it is downloaded
+            info = dataset.info()
+            row.update(splits=info.num_examples, examples=sum(v or 0 for v in info.num_examples.values()))
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    _table(("name", "task", "source", "splits (examples)", "about"), [
+        (r["name"], r["task"], "offline" if r["offline"] else "tfds",
+         ", ".join(f"{k} {v:,}" for k, v in r["splits"].items()) if r["splits"] else "when downloaded",
+         r["about"]) for r in rows])
+    print("\nAny other TFDS name loads too (from --data-dir, or downloaded when reachable).")
     return 0
 
 
@@ -97,7 +132,7 @@ def _cmd_train(args):
     )
     config = apply_overrides(config, args.set or [], spec.defaults)
     fields = dataclasses.asdict(config)
-    for key in ("model", "dataset"):
+    for key in ("model", "dataset", "task"):
         fields.pop(key)
     run_dir = train(args.model, config.dataset, out_dir=args.out, overwrite=args.overwrite, **fields)
     print(f"run directory: {run_dir}")
@@ -123,7 +158,7 @@ def _cmd_bench(args):
 
 
 def _cmd_demo(args):
-    from zoo.demo import run_demo
+    from zoo.cli.demo import run_demo
 
     return run_demo(args.out)
 
@@ -177,13 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="zoo-demo", help="folder for the run and the exported models")
     p.set_defaults(fn=_cmd_demo)
 
-    # Export and serving bring their own subcommands.
-    for module, hook in (("export.cli", "add_parser"), ("serving.cli", "add_parsers")):
-        try:
-            mod = __import__(module, fromlist=[hook])
-        except ImportError:
-            continue
-        getattr(mod, hook)(sub)
+    p = _parser_with_example(sub, "datasets", "list the registered datasets (any TFDS name also loads)")
+    p.add_argument("--task", help="only datasets of this task")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(fn=_cmd_datasets)
+
+    export_command.add_parser(sub)
+    serve_command.add_parsers(sub)
     return parser
 
 

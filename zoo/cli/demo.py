@@ -13,11 +13,13 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
+import zoo
+from export import export_saved_model
+from serving import Client, ModelServer
+from zoo.data import digits
+
 
 def run_demo(out: str = "zoo-demo") -> int:
-    import zoo
-    from zoo.data import offline
-
     out_dir = pathlib.Path(out)
     run_dir = out_dir / "runs" / "simple_cnn-digits"
     print(f"[1/5] training simple_cnn on the offline digits set -> {run_dir}")
@@ -28,11 +30,6 @@ def run_demo(out: str = "zoo-demo") -> int:
     metrics = zoo.evaluate(run_dir)
     print(f"      test accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}")
 
-    try:
-        from export import export_saved_model
-    except ImportError:
-        print("[3/5] export is not available in this build; stopping after training")
-        return 0
     base = out_dir / "models"
     # A demo starts clean: TF Serving would otherwise serve the newest earlier export.
     shutil.rmtree(base / "digits", ignore_errors=True)
@@ -40,17 +37,12 @@ def run_demo(out: str = "zoo-demo") -> int:
     version_dir = export_saved_model(run_dir, base, "digits")
     print(f"      {version_dir}")
 
-    try:
-        from serving import Client, ModelServer
-    except ImportError:
-        print("[4/5] serving is not available in this build; stopping after export")
-        return 0
     print("[4/5] serving it with zoo-model-server (gRPC and REST on free localhost ports)")
     server = ModelServer(model_name="digits", model_base_path=str((base / "digits").resolve()),
                          port=0, rest_api_port=0)
     server.start()
     try:
-        images, labels = offline.arrays("digits", "test")
+        images, labels = digits.digits("test")
         client = Client(f"localhost:{server.grpc_port}", "digits")
         client.wait_until_available(timeout=60)
         print("[5/5] querying it")

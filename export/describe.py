@@ -1,81 +1,13 @@
-"""`zoo export` and `zoo info` for an export folder.
+"""What an export is, read from disk: `zoo info` on a version or model folder.
 
-The `zoo` CLI registers the subcommand with `add_parser(subparsers)`; `zoo info`
-calls `describe_export(path)` when `is_export(path)` and prints `format_export(...)`.
+    info = describe_export("models/digits")       # the newest version
+    print(format_export(info))
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
-
-EXAMPLES = """\
-examples:
-  zoo export runs/simple_cnn-digits --base-path models --model-name digits
-  zoo export runs/simple_cnn-digits --model-name digits --version 3 --overwrite
-  zoo export runs/resnet20-cifar10 --model-name cifar --version-policy latest:2 \\
-      --serving-base-path /models      # paths as the TF Serving container sees them
-
-then:
-  tensorflow_model_server --model_config_file=models/models.config --rest_api_port=8501
-  zoo info models/digits
-"""
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Registers `export` on the `zoo` CLI's subparsers; the handler is `args.fn(args)`.
-
-    Example:
-        >>> parser = argparse.ArgumentParser(prog="zoo")
-        >>> add_parser(parser.add_subparsers(dest="command"))
-        >>> args = parser.parse_args(["export", "runs/simple_cnn-digits", "--model-name", "digits"])
-        >>> args.fn(args)
-        0
-    """
-    p = subparsers.add_parser(
-        "export", help="export a trained run as a verified SavedModel for TF Serving",
-        description="Export RUN_DIR as <base-path>/<model-name>/<version>/: a SavedModel with "
-                    "raw-input signatures (serving_default, image_bytes, classify), warm-up "
-                    "records and a model card, verified against the Keras model in a fresh "
-                    "process, then renamed into place. Also writes <base-path>/models.config "
-                    "and batching_parameters.txt.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("run_dir", help="a finished `zoo train` run directory (holds model.keras)")
-    p.add_argument("--base-path", default="models", help="folder of model folders (default: models)")
-    p.add_argument("--model-name", help="served model name (default: the architecture name)")
-    p.add_argument("--version", type=int, help="version number (default: one above the highest)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --version")
-    p.add_argument("--no-verify", action="store_true", help="skip verification (debugging only)")
-    p.add_argument("--checkpoint", choices=("model", "best"), default="model",
-                   help="export model.keras (final, default) or best.keras")
-    p.add_argument("--num-examples", type=int, default=4,
-                   help="training examples for warm-up records and verification (default: 4)")
-    p.add_argument("--version-policy", help="models.config policy: latest, latest:N, all, specific:1,2")
-    p.add_argument("--no-fold-batch-norm", action="store_true",
-                   help="keep BatchNormalization layers as trained instead of folding them into "
-                        "the convolutions before them (the default folds: same outputs, smaller export)")
-    p.add_argument("--serving-base-path", help="base path as the server sees it, for models.config")
-    p.set_defaults(fn=run_export, func=run_export)  # zoo.cli calls args.fn(args)
-    return p
-
-
-def run_export(args) -> int:
-    from export.archive import export_saved_model
-
-    path = export_saved_model(
-        args.run_dir, args.base_path, args.model_name, args.version, overwrite=args.overwrite,
-        verify=not args.no_verify, checkpoint=args.checkpoint, num_examples=args.num_examples,
-        version_policy=args.version_policy, serving_base_path=args.serving_base_path,
-        fold_batch_norm=not args.no_fold_batch_norm,
-    )
-    info = describe_export(path)
-    print(f"Exported {info['model_name']} version {info['version']} to {path}"
-          f"{'' if not args.no_verify else ' (NOT verified: --no-verify)'}")
-    print(f"Signatures: {', '.join(info['signatures'])}")
-    print(f"Serve it:   tensorflow_model_server --model_config_file={pathlib.Path(args.base_path) / 'models.config'}")
-    return 0
 
 
 def _version_dir(path: pathlib.Path) -> pathlib.Path:

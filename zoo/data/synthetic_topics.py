@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 
-from zoo.data.info import DatasetInfo
+from zoo.data.registry import register_dataset
 
 NAME = "synthetic_topics"
 TOPICS = {
@@ -61,16 +61,7 @@ def _splits():
     return {split: make_sentences(n, seed) for split, (n, seed) in SPLITS.items()}
 
 
-def info() -> DatasetInfo:
-    return DatasetInfo(
-        name=NAME, task="text_classification", num_classes=len(LABELS), label_names=LABELS,
-        input_shape=(), num_examples={k: n for k, (n, _) in SPLITS.items()}, source="offline",
-    )
-
-
-def arrays(split: str):
-    """(sentences object [N], labels int64 [N]) for one split."""
-    splits = _splits()
-    if split not in splits:
-        raise ValueError(f"Dataset {NAME!r} has no split {split!r}; its splits are {', '.join(splits)}.")
-    return splits[split]
+@register_dataset(task="text_classification", label_names=LABELS)
+def synthetic_topics(split):
+    """Generated sentences on four topics (sports, science, business, music), offline."""
+    return _splits()[split]

@@ -2,7 +2,8 @@
 
 The `zoo` CLI registers both with `add_parsers(subparsers)`; each handler is
 `args.fn(args)` and returns the exit code. Nothing heavy is imported until a command
-runs, so `zoo --help` stays fast.
+runs, so `zoo --help` stays fast. The model's task reads the request (image files,
+texts) and shows the answer.
 """
 
 from __future__ import annotations
@@ -40,13 +41,6 @@ TFSERVING_IMAGE = "tensorflow/serving:latest"
 # Where the container sees the base path and the generated config.
 CONTAINER_MODELS = "/models"
 CONTAINER_CONFIG = "/etc/zoo"
-
-# Leading bytes of the files `zoo predict` sends to a *_bytes signature as they are.
-_MAGIC = {
-    "image": (b"\x89PNG", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM"),
-    "audio": (b"RIFF",),
-}
-
 
 def add_parsers(subparsers) -> None:
     """Registers `predict` and `serve` on the `zoo` CLI's subparsers.
@@ -116,110 +110,35 @@ def add_parsers(subparsers) -> None:
 
 def run_predict(args) -> int:
     from serving.client import Client, ClientError
+    from zoo import tasks
 
     server = args.server or ("localhost:8501" if args.rest else "localhost:8500")
     client = Client(server, args.model, protocol="rest" if args.rest else "grpc", timeout=args.timeout,
                     retries=2)
     try:
         signatures = client.metadata(version=args.version, label=args.label)["signatures"]
-        files = [os.path.isfile(x) for x in args.inputs]
-        if any(files) and not all(files):
-            missing = [x for x, f in zip(args.inputs, files) if not f]
-            raise FileNotFoundError(f"not files: {', '.join(missing)} (give files or texts, not both)")
-        name = args.signature or _choose_signature(signatures, args.inputs if all(files) else None)
+        # The server knows signatures, not tasks: the task whose exports look like this
+        # one reads the request and shows the answer.
+        task = tasks.task_for_signatures(signatures)
+        if task is None:
+            inputs = signatures.get("serving_default", {}).get("inputs", {})
+            raise ValueError(f"model {args.model!r} takes {', '.join(inputs) or 'no serving_default'}, which no "
+                             f"zoo task serves (tasks: {', '.join(tasks.list_tasks())}); query it with "
+                             "serving.Client or any TF Serving client")
+        name, inputs = task.read_request(args.inputs, signatures, args.signature)
         if name not in signatures:
-            raise ValueError(f"model {args.model!r} has no signature {name!r}; it has: "
-                             f"{', '.join(signatures)}")
-        signature = signatures[name]
-        outputs = [client.predict(inputs, signature=name, version=args.version, label=args.label)
-                   for inputs in _requests(signature, name, args.inputs, all(files))]
+            raise ValueError(f"model {args.model!r} has no signature {name!r}; it has: {', '.join(signatures)}")
+        outputs = client.predict(inputs, signature=name, version=args.version, label=args.label)
     except ClientError as e:
         raise RuntimeError(f"{server}: {e}") from None
     finally:
         client.close()
-    rows = [row for out in outputs for row in _rows(out)]
-    for source, row in zip(args.inputs, rows):
+    for source, row in zip(args.inputs, _rows(outputs)):
         if args.json:
             print(json.dumps({"input": source, "outputs": row}, ensure_ascii=False))
         else:
-            print(f"{source}\t{_summary(row)}")
+            print(f"{source}\t{task.format_answer(row)}")
     return 0
-
-
-def _kind_of_file(path) -> str | None:
-    with open(path, "rb") as f:
-        head = f.read(12)
-    for kind, magics in _MAGIC.items():
-        if any(head.startswith(m) for m in magics) and (kind != "audio" or head[8:12] == b"WAVE"):
-            return kind
-    return None
-
-
-def _choose_signature(signatures: dict, files) -> str:
-    """For files, a *_bytes signature matching their kind (image_bytes, audio_bytes)."""
-    if files:
-        kinds = {_kind_of_file(f) for f in files}
-        for kind in kinds:
-            if f"{kind}_bytes" in signatures:
-                return f"{kind}_bytes"
-    return "serving_default"
-
-
-def _requests(signature: dict, name: str, sources: list, are_files: bool):
-    """The predict inputs for `sources`: one request, or one per input for pixel images
-    of different sizes."""
-    import numpy as np
-
-    inputs = signature["inputs"]
-    if len(inputs) != 1:
-        raise ValueError(f"signature {name!r} takes several inputs ({', '.join(inputs)}); "
-                         "zoo predict sends one. Use serving.Client for this signature.")
-    (input_name, spec), = inputs.items()
-    dtype, shape = spec["dtype"], spec["shape"]
-    if dtype == object:
-        if are_files:
-            values = [pathlib.Path(s).read_bytes() for s in sources]
-            if not input_name.endswith("_bytes"):
-                values = [v.decode("utf-8", "replace") for v in values]  # a text file
-        else:
-            values = list(sources)
-        yield {input_name: np.array(values, dtype=object)}
-        return
-    if not are_files:
-        raise ValueError(f"signature {name!r} takes {input_name!r} as {dtype} {shape}; give files "
-                         "(images or WAV audio), or a signature that takes text")
-    arrays = [_decode_file(s, shape, dtype) for s in sources]
-    if len({a.shape for a in arrays}) == 1:
-        yield {input_name: np.stack(arrays)}
-    else:
-        for a in arrays:
-            yield {input_name: a[np.newaxis]}
-
-
-def _decode_file(path, shape, dtype):
-    """An image as pixels [H, W, C] (0-255, resized as the exported image_bytes signature
-    does) or a WAV file as a mono waveform [N] (-1..1) for a serving_default signature."""
-    import numpy as np
-    import tensorflow as tf
-
-    data = pathlib.Path(path).read_bytes()
-    kind = _kind_of_file(path)
-    if shape is not None and len(shape) == 4 and kind == "image":
-        _, height, width, channels = shape
-        if None in (height, width, channels):
-            image = tf.io.decode_image(data, channels=channels or 0, expand_animations=False)
-            return tf.cast(image, dtype).numpy()
-        from export.signatures import decode_image  # the same decoding the server would do
-
-        return decode_image(data, height, width, channels).numpy().astype(dtype)
-    if shape is not None and len(shape) == 2 and kind == "audio":
-        audio, _rate = tf.audio.decode_wav(data, desired_channels=1)
-        wave = audio.numpy()[:, 0].astype(dtype)
-        n = shape[1]
-        if n is not None:  # a fixed window: cut or pad with silence
-            wave = np.pad(wave[:n], (0, max(0, n - len(wave))))
-        return wave
-    raise ValueError(f"{path}: not an image or WAV file that fits an input of shape {shape}")
 
 
 def _rows(outputs: dict) -> list[dict]:
@@ -237,22 +156,6 @@ def _rows(outputs: dict) -> list[dict]:
 
     batch = min((len(v) for v in outputs.values() if np.ndim(v)), default=1)
     return [{k: plain(v[i]) if np.ndim(v) else plain(v) for k, v in outputs.items()} for i in range(batch)]
-
-
-def _summary(row: dict) -> str:
-    """"label  score" for a classifier, the text for seq2seq, token/TAG pairs for taggers."""
-    if "label" in row:
-        score = None
-        if "probabilities" in row and "class_id" in row:
-            score = row["probabilities"][row["class_id"]]
-        elif "scores" in row:
-            score = max(row["scores"])
-        return f"{row['label']}\t{score:.4f}" if score is not None else str(row["label"])
-    if "output_text" in row:
-        return str(row["output_text"])
-    if "tokens" in row and "tags" in row:
-        return " ".join(f"{t}/{g}" for t, g in zip(row["tokens"], row["tags"]) if t)
-    return json.dumps(row, ensure_ascii=False)
 
 
 # ---------------------------------------------------------------------------

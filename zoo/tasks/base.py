@@ -1,0 +1,236 @@
+"""What a task is: the one object that owns everything task-specific.
+
+The task, not the architecture, decides the data format, the loss and metrics, the
+export signatures, the warm-up requests, how an export is checked against the Keras
+model, and how a request is read and an answer shown (DESIGN.md, "Contracts"). Each
+task is one registered `Task` instance in one module of `zoo/tasks/`; the trainer,
+the data pipeline, the exporter and the command line ask the registry for it and call
+its methods, and never compare a task's name. A new task is one module (its models and
+datasets register themselves): subclass `Task`, fill in the methods, `register_task`.
+
+    from zoo.tasks import get_task
+    task = get_task("image_classification")
+    model.compile(loss=task.loss(), metrics=task.metrics())
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import pathlib
+from typing import Any, Callable
+
+import numpy as np
+
+# TF Serving's method names (tensorflow_serving/servables/tensorflow/*.cc): Classify and
+# Regress requests are refused by signatures that do not carry theirs.
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+
+_TASKS: dict[str, "Task"] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """One signature: `fn(**inputs) -> dict of named outputs`."""
+
+    fn: Callable
+    input_signature: list  # tf.TensorSpec per argument of fn, named like the argument
+    method_name: str = PREDICT_METHOD
+
+
+@dataclasses.dataclass(frozen=True)
+class Signatures:
+    """What a task hands the exporter."""
+
+    endpoints: dict  # signature key -> Endpoint; "serving_default" first
+    resources: list = dataclasses.field(default_factory=list)  # lookup tables, tokenizers
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """Inputs for one call of one signature, built from the first `size` examples.
+
+    `inputs` maps the signature's input keys to arrays; for a classify or regress
+    signature `examples` holds the `tf.train.Example` protos instead (TF Serving's
+    Classify/Regress request carries protos and serializes them into "inputs" itself).
+    """
+
+    signature: str
+    method_name: str
+    size: int
+    inputs: dict = dataclasses.field(default_factory=dict)
+    examples: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class ExportSource:
+    """A model on its way to an export, and what is known about where it came from."""
+
+    model: Any  # keras.Model
+    architecture: str
+    run_dir: pathlib.Path | None = None
+    config: dict | None = None  # the run's config.json
+    dataset: dict | None = None  # the run's dataset.json
+    metrics: dict | None = None
+    label_names: list | None = None  # given by the caller; tasks without labels ignore them
+    options: dict = dataclasses.field(default_factory=dict)  # task export options (max_image_pixels)
+
+    @property
+    def dataset_name(self) -> str | None:
+        return (self.config or {}).get("dataset")
+
+
+class Task:
+    """Base class of the registered task objects.
+
+    Subclasses set `name`, `description` and `input_names` (the model's input keys, a
+    contract) and implement the methods below that raise NotImplementedError.
+    """
+
+    name: str = ""
+    description: str = ""
+    input_names: tuple = ()
+    # serving_default's input keys (the exported contract; raw input, not model input).
+    serving_inputs: tuple = ()
+    # load_dataset keyword options this task's data understands (e.g. image_size).
+    data_options: tuple = ()
+    # export_saved_model keyword options this task's export understands.
+    export_options: tuple = ()
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"
+
+    # --- training ------------------------------------------------------------
+    def loss(self):
+        raise NotImplementedError
+
+    def metrics(self) -> list:
+        return []
+
+    def check_model(self, model) -> None:
+        """Raises ValueError unless `model` takes and returns what this task needs."""
+        inputs = list(getattr(model, "input", {}) or {}) if isinstance(getattr(model, "input", None), dict) else []
+        if sorted(inputs) != sorted(self.input_names):
+            raise ValueError(
+                f"A {self.name} model takes a dict of inputs {list(self.input_names)}; this model takes "
+                f"{inputs or _describe_inputs(model)}. Build it with keras.Input(name=...) per input and "
+                f"call keras.Model(inputs={{name: input}}, outputs=...).")
+
+    # --- data ----------------------------------------------------------------
+    def builder_arguments(self, info) -> dict:
+        """The builder arguments the data decides (num_classes, input_shape, ...)."""
+        return {}
+
+    def prepare_examples(self, ds, info, source, data_dir=None, download=True, **options):
+        """Per-example (before cache) map of raw (input, label) examples; returns (ds, info)."""
+        return ds, info
+
+    def batch_features(self, x, y):
+        """Per-batch map to (features dict keyed by input_names, labels)."""
+        return {self.input_names[0]: x}, y
+
+    def reads_feature(self, dtype, shape) -> bool:
+        """True when this task's models read a TFDS input feature of `dtype` and `shape`
+        (an unregistered TFDS name takes the first task that does)."""
+        return False
+
+    def data_options_for(self, model_kwargs: dict) -> dict:
+        """load_dataset options that follow from builder arguments (e.g. sequence_length)."""
+        return {}
+
+    def write_run_assets(self, run_dir: pathlib.Path, info) -> dict:
+        """Writes what a run needs beyond the model (a vocabulary); returns dataset.json extras."""
+        return {}
+
+    def read_run_assets(self, run_dir: pathlib.Path, dataset_json: dict) -> dict:
+        """load_dataset options that reproduce the run's preprocessing (from write_run_assets)."""
+        return {}
+
+    # --- export ----------------------------------------------------------------
+    def export_assets(self, source: ExportSource) -> dict:
+        """What the signatures need beyond the model (labels, tokenizer, limits)."""
+        return {}
+
+    def examples(self, source: ExportSource, given, dataset: str | None, count: int) -> tuple[dict, str]:
+        """(real examples keyed like the serving_default inputs, where they came from)."""
+        raise NotImplementedError
+
+    def signatures(self, model, assets: dict, staging_dir) -> Signatures:
+        raise NotImplementedError
+
+    def requests(self, examples: dict, batch_sizes=(1, None)) -> list[Request]:
+        raise NotImplementedError
+
+    def reference(self, model, examples: dict, assets: dict) -> dict:
+        """What the Keras model answers on `examples`: the numbers every signature must reproduce."""
+        raise NotImplementedError
+
+    def compare(self, request: Request, outputs: dict, reference: dict, assets: dict) -> tuple[list, float]:
+        """(errors, max |difference|) of one exported call's outputs against the reference."""
+        raise NotImplementedError
+
+    def card(self, assets: dict) -> dict:
+        """Task fields of the model card (labels, limits, tokenizer)."""
+        return {}
+
+    # --- command line ------------------------------------------------------------
+    def read_request(self, values: list[str], signatures: dict, signature: str | None = None) -> tuple[str, dict]:
+        """(signature key, inputs) for `zoo predict` VALUES (file paths or strings).
+
+        `signatures` is the served model's (key -> {"inputs": {name: {"dtype", "shape"}}});
+        `signature` the one the user asked for, if any.
+        """
+        raise NotImplementedError
+
+    def serves(self, signatures: dict) -> bool:
+        """True when a served model with these signatures is one of this task's exports
+        (`zoo predict` asks a server's metadata, which knows no task)."""
+        inputs = signatures.get("serving_default", {}).get("inputs", {})
+        return bool(inputs) and set(inputs) == set(self.serving_inputs)
+
+    def format_answer(self, row: dict) -> str:
+        """One line for one example's outputs (`zoo predict`)."""
+        return " ".join(f"{k}={v}" for k, v in row.items())
+
+
+def _describe_inputs(model) -> str:
+    inputs = getattr(model, "inputs", None) or []
+    return ", ".join(f"{getattr(t, 'name', '?')} {tuple(t.shape)}" for t in inputs) or "no named inputs"
+
+
+def register_task(task: Task) -> Task:
+    """Registers a task object under `task.name`; returns it.
+
+    Example:
+        >>> TASK = register_task(VectorRegression())
+    """
+    if not isinstance(task, Task):
+        raise TypeError(f"register_task takes a zoo.tasks.Task instance, got {task!r}.")
+    if not task.name or not task.name.isidentifier():
+        raise ValueError(f"A task's name must be an identifier such as 'image_classification', got {task.name!r}.")
+    if not task.input_names:
+        raise ValueError(f"Task {task.name!r} must name its model inputs (input_names).")
+    old = _TASKS.get(task.name)
+    if old is not None and type(old).__qualname__ != type(task).__qualname__:
+        raise ValueError(f"A task named {task.name!r} is already registered ({type(old).__qualname__}).")
+    _TASKS[task.name] = task  # the same class again: a module imported twice
+    return task
+
+
+def get_task(name: str) -> Task:
+    if not isinstance(name, str) or name not in _TASKS:
+        close = difflib.get_close_matches(str(name), list(_TASKS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Unknown task {name!r}.{hint} Known tasks: {', '.join(sorted(_TASKS))}.")
+    return _TASKS[name]
+
+
+def list_tasks() -> list[str]:
+    return sorted(_TASKS)
+
+
+def as_text(values) -> list[str]:
+    """Strings from a bytes/str array (outputs come back as bytes)."""
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.asarray(values).ravel()]

@@ -1,0 +1,205 @@
+"""Task `text_classification`: strings in, class probabilities and label names out.
+
+The Keras model takes `{"token_ids": int32 [B, T]}` (0 pads); the tokenizer
+(`zoo.data.tokenizer`, a vocabulary learned from the training split) runs in the data
+pipeline for training and inside the exported graph for serving, so both feed the same
+ids. The vocabulary travels with the run (vocab.txt) and the export (assets/vocab.txt).
+Exported signatures: `serving_default` (`text` [B] string -> probabilities, class_id,
+label) and `classify` (tf.Examples with a bytes feature "text").
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import pathlib
+
+import numpy as np
+import tensorflow as tf
+
+from zoo.data import registry as datasets
+from zoo.data import tokenizer as tokenizers
+from zoo.tasks.base import CLASSIFY_METHOD, PREDICT_METHOD, Endpoint, ExportSource, Request, Signatures, register_task
+from zoo.tasks.classification import Classification, classify_outputs, label_table, predict_outputs
+
+log = logging.getLogger(__name__)
+
+TEXT_FEATURE = "text"  # the tf.Example bytes feature `classify` reads
+# Tokens per example when neither the run nor the caller says: short offline sentences
+# need few, real reviews and news more.
+OFFLINE_SEQUENCE_LENGTH, TFDS_SEQUENCE_LENGTH = 32, 128
+# Used only when no real text can be read (a Keras model exported without a dataset).
+_FALLBACK_TEXTS = ("The team won the final match.", "A new telescope found a galaxy.",
+                   "", "Stock markets rose after the merger.")
+
+
+@functools.lru_cache(maxsize=16)
+def text_vocabulary(name: str, data_dir: str | None = None, download: bool = True,
+                    max_tokens: int = 20_000) -> tuple[str, ...]:
+    """The tokenizer vocabulary of text set `name`: the most frequent words of its
+    training split, so every split of a set (and every run on it) shares one."""
+    texts = datasets.get_dataset(name).examples("train", data_dir=data_dir, download=download).map(lambda x, y: x)
+    return tuple(tokenizers.compute_vocabulary(texts, max_tokens))
+
+
+def text_example(text) -> tf.train.Example:
+    """A tf.Example for `classify`: the text as the bytes feature "text"."""
+    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    return tf.train.Example(features=tf.train.Features(feature={
+        TEXT_FEATURE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data]))}))
+
+
+def _as_bytes(texts) -> np.ndarray:
+    return np.array([t.encode("utf-8") if isinstance(t, str) else bytes(t) for t in texts], dtype=object)
+
+
+def _tokenizer(vocabulary, sequence_length, **kwargs):
+    tokenizer = tokenizers.make_tokenizer(vocabulary, sequence_length, **kwargs)
+    tokenizer(tf.constant([""]))  # builds the layer, which ExportArchive.track requires
+    tokenizer.built = True
+    return tokenizer
+
+
+class TextClassification(Classification):
+    name = "text_classification"
+    description = "[B,T] int32 token ids (0 pads) -> K logits"
+    input_names = ("token_ids",)
+    serving_inputs = ("text",)
+    data_options = ("sequence_length", "vocabulary")
+
+    def reads_feature(self, dtype, shape) -> bool:
+        return dtype == tf.string and len(shape) == 0
+
+    # --- data ----------------------------------------------------------------
+    def builder_arguments(self, info) -> dict:
+        # Ids 0 (padding) and 1 (unknown word) come before the vocabulary's words.
+        return dict(super().builder_arguments(info), vocabulary_size=len(info.vocabulary) + tokenizers.SPECIAL_TOKENS,
+                    sequence_length=info.input_shape[0])
+
+    def data_options_for(self, model_kwargs: dict) -> dict:
+        return {"sequence_length": model_kwargs.get("sequence_length")}
+
+    def prepare_examples(self, ds, info, source, data_dir=None, download=True, sequence_length=None,
+                         vocabulary=None):
+        if sequence_length is None:
+            sequence_length = OFFLINE_SEQUENCE_LENGTH if source.offline else TFDS_SEQUENCE_LENGTH
+        if vocabulary is None:
+            vocabulary = text_vocabulary(info.name, data_dir, download)
+        elif isinstance(vocabulary, (str, pathlib.Path)):
+            vocabulary = tokenizers.read_vocabulary(vocabulary)
+        tokenizer = tokenizers.make_tokenizer(vocabulary, sequence_length)
+        ds = ds.map(lambda x, y: (tf.cast(tokenizer(x[tf.newaxis])[0], tf.int32), y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+        info = info.__class__(**{**info.__dict__, "input_shape": (sequence_length,),
+                                 "vocabulary": tuple(vocabulary)})
+        return ds, info
+
+    def batch_features(self, x, y):
+        return {"token_ids": x}, tf.cast(y, tf.int64)
+
+    def write_run_assets(self, run_dir, info) -> dict:
+        tokenizers.write_vocabulary(pathlib.Path(run_dir) / tokenizers.VOCABULARY_FILE, info.vocabulary)
+        return {"vocabulary_file": tokenizers.VOCABULARY_FILE, "sequence_length": info.input_shape[0]}
+
+    def read_run_assets(self, run_dir, dataset_json) -> dict:
+        return {"vocabulary": tokenizers.read_vocabulary(pathlib.Path(run_dir) / dataset_json["vocabulary_file"]),
+                "sequence_length": dataset_json["sequence_length"]}
+
+    # --- export ----------------------------------------------------------------
+    def export_assets(self, source: ExportSource) -> dict:
+        if "token_ids" not in getattr(source.model, "input", {}):
+            raise ValueError("A text classifier must take {'token_ids': int32 [B, T]}; this model takes "
+                             f"{list(getattr(source.model, 'input', {}))}.")
+        sequence_length = source.model.input["token_ids"].shape[1]
+        if sequence_length is None:
+            raise ValueError("A text classifier needs a fixed sequence_length (token_ids [B, T]).")
+        info, config = source.dataset or {}, source.config or {}
+        name = source.options.get("dataset") or source.dataset_name
+        if source.run_dir is not None and info.get("vocabulary_file"):
+            vocabulary = self.read_run_assets(source.run_dir, info)["vocabulary"]
+        elif name:
+            vocabulary = list(text_vocabulary(name, config.get("data_dir"), False))
+        else:
+            raise ValueError("Exporting a text model needs its tokenizer's vocabulary: export its run "
+                             "directory, or pass dataset= (the text set it was trained on).")
+        input_dim = max((getattr(layer, "input_dim", 0) for layer in source.model.layers), default=0)
+        if input_dim and len(vocabulary) + tokenizers.SPECIAL_TOKENS > input_dim:
+            raise ValueError(f"The vocabulary ({len(vocabulary)} words + 2) does not fit the model's "
+                             f"embedding of {input_dim} ids; was it trained on another dataset?")
+        return dict(super().export_assets(source), vocabulary=list(vocabulary), sequence_length=int(sequence_length))
+
+    def card(self, assets: dict) -> dict:
+        return dict(super().card(assets), sequence_length=assets["sequence_length"],
+                    vocabulary_size=len(assets["vocabulary"]) + tokenizers.SPECIAL_TOKENS)
+
+    def examples(self, source: ExportSource, given, dataset, count):
+        config = source.config or {}
+        name = dataset or source.dataset_name
+        if given is not None:
+            return {"text": _as_bytes(list(given)[:count])}, "given"
+        texts, origin = None, "fixed sentences"
+        if name:
+            try:
+                raw = datasets.get_dataset(name).examples("train", data_dir=config.get("data_dir"), download=False)
+                texts = np.array([x for x, _ in raw.take(count).as_numpy_iterator()], dtype=object)
+                origin = f"{name}:train[:{count}]"
+            except Exception as e:  # data not on this machine: warn and still export
+                log.warning("Could not read examples of %s (%s); warm-up uses fixed sentences.", name, e)
+        if texts is None or not len(texts):
+            texts, origin = _as_bytes(_FALLBACK_TEXTS[:count]), "fixed sentences"
+        return {"text": texts}, origin
+
+    def model_inputs(self, examples, assets):
+        tokenizer = _tokenizer(assets["vocabulary"], assets["sequence_length"])
+        token_ids = tokenizer(tf.constant(np.asarray(examples["text"], dtype=object)))
+        return {"token_ids": tf.cast(token_ids, tf.int32).numpy()}
+
+    def signatures(self, model, assets: dict, staging_dir) -> Signatures:
+        num_classes = len(assets["label_names"])
+        table = label_table(assets["label_names"], staging_dir)
+        # From a file, the lookup table reads the vocabulary as an asset: it is copied into
+        # assets/ and TF Serving initializes the table from the exported copy.
+        vocab_file = tokenizers.write_vocabulary(pathlib.Path(staging_dir) / tokenizers.VOCABULARY_FILE,
+                                                 assets["vocabulary"])
+        tokenizer = _tokenizer(vocab_file, assets["sequence_length"], name="serving_tokenizer")
+
+        @tf.function(input_signature=[tf.TensorSpec((None,), tf.string)])
+        def predict(text):
+            token_ids = tf.cast(tokenizer(text), tf.int32)
+            return predict_outputs(model({"token_ids": token_ids}, training=False), table)
+
+        def serving_default(text):
+            return predict(text)
+
+        def classify(inputs):
+            parsed = tf.io.parse_example(inputs, {TEXT_FEATURE: tf.io.FixedLenFeature([], tf.string, default_value="")})
+            return classify_outputs(predict(parsed[TEXT_FEATURE])["probabilities"], table, num_classes)
+
+        return Signatures(
+            endpoints={
+                "serving_default": Endpoint(serving_default, [tf.TensorSpec((None,), tf.string, name="text")]),
+                "classify": Endpoint(classify, [tf.TensorSpec((None,), tf.string, name="inputs")], CLASSIFY_METHOD),
+            },
+            resources=[table, tokenizer],
+        )
+
+    def requests(self, examples, batch_sizes=(1, None)) -> list[Request]:
+        """Requests for both text signatures from real texts [N] (bytes)."""
+        texts = np.asarray(examples["text"], dtype=object)
+        requests = []
+        for size in dict.fromkeys(min(b or len(texts), len(texts)) for b in batch_sizes):
+            requests += [
+                Request("serving_default", PREDICT_METHOD, size, inputs={"text": texts[:size]}),
+                Request("classify", CLASSIFY_METHOD, size, examples=[text_example(t) for t in texts[:size]]),
+            ]
+        return requests
+
+    # --- command line ------------------------------------------------------------
+    def read_request(self, values, signatures, signature=None):
+        """Texts as given; a path to an existing file sends the file's text."""
+        signature = signature or "serving_default"
+        texts = [pathlib.Path(v).read_text(encoding="utf-8") if pathlib.Path(v).is_file() else v for v in values]
+        return signature, {"text": _as_bytes(texts)}
+
+
+TASK = register_task(TextClassification())
