@@ -30,10 +30,10 @@ def torch_throughput(steps: int, batch: int = 64) -> float:
     import torch
     from torch import nn
 
-    from zoo.data import offline
+    from zoo.data import synthetic_shapes
 
     torch.set_num_threads(os.cpu_count() or 1)
-    images, labels = offline.arrays("synthetic_shapes", "train")
+    images, labels = synthetic_shapes.synthetic_shapes("train")
     x = torch.from_numpy(images.astype(np.float32)).permute(0, 3, 1, 2).contiguous()
     y = torch.from_numpy(labels)
     k = int(labels.max()) + 1

@@ -8,11 +8,12 @@ What the SavedModel's signatures are is the model's task's business (`zoo.tasks`
 `keras.export.ExportArchive` stays available beneath it.
 """
 
-import importlib as _importlib
 import os as _os
 
 # TensorFlow's C++ start-up chatter hides the messages a user came for (as in zoo).
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from zoo.lazy import lazy_attributes  # noqa: E402
 
 # Importing TensorFlow takes seconds; names resolve on first use.
 _EXPORTS = {
@@ -27,8 +28,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(_importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'export' has no attribute {name!r}")
+__getattr__ = lazy_attributes('export', _EXPORTS)

@@ -119,6 +119,57 @@ def _load_source(model_or_run_dir, checkpoint: str, label_names, task) -> tuple[
     return source, task
 
 
+@dataclasses.dataclass
+class ExportPlan:
+    """What an export will hold and must answer, before anything is written."""
+
+    source: ExportSource
+    task: tasks.Task
+    assets: dict  # what the task's signatures need beyond the model
+    examples: dict  # real examples, keyed like serving_default's inputs
+    example_source: str  # where they came from
+    reference: dict  # the Keras model's answers on them
+    requests: list  # one per signature and batch size: warm-up records and verification calls
+
+    @property
+    def num_examples(self) -> int:
+        return len(next(iter(self.examples.values())))
+
+    def verification_job(self, export_dir, methods: dict) -> verification.Job:
+        return verification.Job(export_dir, methods, self.task, self.reference, self.assets)
+
+
+def plan_export(model_or_run_dir, *, task=None, label_names=None, checkpoint: str = "model", examples=None,
+                dataset: str | None = None, num_examples: int = 4, **task_options) -> ExportPlan:
+    """Works out an export of a Keras model or a run: its task, the task's assets, real
+    examples, the Keras reference answers and the warm-up requests (`export_saved_model`
+    arguments, same meaning).
+
+    Example:
+        >>> plan = plan_export(model, task="image_classification", examples=images)
+        >>> plan.reference["probabilities"].shape
+        (4, 10)
+    """
+    if not isinstance(num_examples, int) or isinstance(num_examples, bool) or num_examples < 1:
+        raise ExportError(f"num_examples must be a positive int, got {num_examples!r}.")
+    source, task = _load_source(model_or_run_dir, checkpoint, label_names, task)
+    unknown = sorted(set(task_options) - set(task.export_options))
+    if unknown:
+        raise ExportError(f"{', '.join(unknown)}: not an export option of a {task.name} model; its options: "
+                          f"{', '.join(task.export_options) or 'none'}.")
+    source.options = dict(task_options, dataset=dataset)
+    try:
+        # What the signatures need beyond the model (labels, tokenizer, limits) and real
+        # examples for the warm-up records and the verification.
+        assets = task.export_assets(source)
+        inputs, origin = task.examples(source, examples, dataset, num_examples)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
+    # The reference is the model as trained, so verification also checks any folding.
+    reference = task.reference(source.model, inputs, assets)
+    return ExportPlan(source, task, assets, inputs, origin, reference, task.requests(inputs))
+
+
 def _set_method_names(export_dir: pathlib.Path, methods: dict) -> None:
     """Gives signatures their TF Serving method names (classify) in saved_model.pb.
 
@@ -260,29 +311,14 @@ def export_saved_model(
             server_config.parse_version_policy(version_policy)
         except ValueError as e:
             raise ExportError(str(e)) from None
-    if not isinstance(num_examples, int) or num_examples < 1:
-        raise ExportError(f"num_examples must be a positive int, got {num_examples!r}.")
-    source, task = _load_source(model_or_run_dir, checkpoint, label_names, task)
+    plan = plan_export(model_or_run_dir, task=task, label_names=label_names, checkpoint=checkpoint,
+                       examples=examples, dataset=dataset, num_examples=num_examples, **task_options)
+    source, task, assets, requests = plan.source, plan.task, plan.assets, plan.requests
     model_name = _check_model_name(model_name or source.architecture)
-    unknown = sorted(set(task_options) - set(task.export_options))
-    if unknown:
-        raise ExportError(f"{', '.join(unknown)}: not an export option of a {task.name} model; its options: "
-                          f"{', '.join(task.export_options) or 'none'}.")
-    source.options = dict(task_options, dataset=dataset)
     model_dir = base / model_name
     version = _choose_version(model_dir, version, overwrite)
 
     started = time.perf_counter()
-    try:
-        # What the signatures need beyond the model (labels, tokenizer, limits) and real
-        # examples for the warm-up records and the verification.
-        assets = task.export_assets(source)
-        inputs, example_source = task.examples(source, examples, dataset, num_examples)
-    except ValueError as e:
-        raise ExportError(str(e)) from None
-    # The reference is the model as trained, so verification also checks the folding.
-    expected = task.reference(source.model, inputs, assets)
-    requests = task.requests(inputs)
     serving_model = source.model
     if fold_batch_norm:
         try:
@@ -306,7 +342,7 @@ def export_saved_model(
             architecture=source.architecture, task_fields=task.card(assets), model=source.model,
             source={"run_dir": str(source.run_dir) if source.run_dir else None,
                     "checkpoint": checkpoint if source.run_dir else None},
-            examples={"source": example_source, "examples": len(expected), "records": len(requests)},
+            examples={"source": plan.example_source, "examples": plan.num_examples, "records": len(requests)},
             metrics=source.metrics, training=source.config, dataset=source.dataset,
         )
         card["fold_batch_norm"] = {"enabled": bool(fold_batch_norm),
@@ -315,8 +351,7 @@ def export_saved_model(
         if verify:
             methods = {k: e.method_name for k, e in signatures.endpoints.items()}
             verify_started = time.perf_counter()
-            job = verification.Job(tmp, methods, task, expected, assets)
-            report = verification.verify_in_subprocess([job], verify_timeout)[0]
+            report = verification.verify_in_subprocess([plan.verification_job(tmp, methods)], verify_timeout)[0]
             if not report["ok"]:
                 raise VerificationError(
                     f"Export of {model_name} version {version} failed verification, nothing was "

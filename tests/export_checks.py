@@ -11,8 +11,9 @@ from PIL import Image
 
 import zoo
 from export import export_saved_model
-from export.signatures import CLASSIFY_METHOD, PREDICT_METHOD, get_task_signatures
+from export.archive import plan_export
 from model_checks import tiny_model
+from zoo.tasks import CLASSIFY_METHOD, PREDICT_METHOD
 
 IMAGE_METHODS = {"serving_default": PREDICT_METHOD, "image_bytes": PREDICT_METHOD, "classify": CLASSIFY_METHOD}
 
@@ -25,10 +26,15 @@ def real_images(dataset="synthetic_shapes", split="train", n=4) -> np.ndarray:
 
 def export_tiny(name, base_path, images, **kwargs):
     """Exports the tiny `name` without verification; returns (path, model, Keras probabilities)."""
+    path, model, plan = export_tiny_plan(name, base_path, images, **kwargs)
+    return path, model, plan.reference["probabilities"]
+
+
+def export_tiny_plan(name, base_path, images, **kwargs):
+    """Exports the tiny `name` without verification; returns (path, model, its ExportPlan)."""
     model = tiny_model(name)
     path = export_saved_model(model, base_path, name, examples=images, verify=False, **kwargs)
-    task = get_task_signatures("image_classification")
-    return path, model, task.reference(model, {"image": images})
+    return path, model, plan_export(model, examples=images)
 
 
 def encode(pixels, fmt: str, size=None, mode: str | None = None) -> bytes:

@@ -1,12 +1,39 @@
 """The `zoo` command line: every command's help has an example; bad input is one clear line."""
 
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 
 from zoo import cli
 
-COMMANDS = ["list", "info", "train", "evaluate", "bench", "demo"]
+COMMANDS = ["list", "datasets", "info", "train", "evaluate", "bench", "demo"]
+ALL_COMMANDS = COMMANDS + ["export", "serve", "predict"]
+
+_HELP_PROBE = """
+import sys, time
+start = time.perf_counter()
+from zoo.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as e:
+    assert e.code == 0, e.code
+heavy = sorted(m for m in ("tensorflow", "keras", "grpc", "export.archive", "serving.server") if m in sys.modules)
+print(repr((time.perf_counter() - start, heavy)))
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"]] + [[c, "--help"] for c in ALL_COMMANDS])
+def test_help_answers_in_under_a_second_without_tensorflow(argv):
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _HELP_PROBE, *argv], capture_output=True, text=True, timeout=60)
+    wall = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stderr
+    seconds, heavy = eval(proc.stdout.strip().splitlines()[-1])
+    assert heavy == [], f"`zoo {' '.join(argv)}` imported {heavy}"
+    assert seconds < 0.5 and wall < 1.0, (seconds, wall)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -16,6 +43,18 @@ def test_every_command_help_shows_an_example(command, capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "example:" in out and f"zoo {command}" in out
+
+
+def test_datasets_lists_name_task_splits_and_source(capsys):
+    assert cli.main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic_topics  text_classification   offline" in out
+    assert "train 1,294, validation 144, test 359" in out  # digits
+    assert cli.main(["datasets", "--task", "text_classification", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) >= {"synthetic_topics", "imdb_reviews", "ag_news_subset"}
+    assert rows["synthetic_topics"]["splits"] == {"train": 4000, "validation": 500, "test": 500}
+    assert rows["imdb_reviews"]["offline"] is False and all(r["task"] == "text_classification" for r in rows.values())
 
 
 def test_list_table_and_json(capsys):

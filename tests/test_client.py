@@ -288,7 +288,7 @@ def test_zoo_predict_errors_are_one_line(model_server, images, capsys):
     assert err.startswith("zoo predict: error:") and "NOT_FOUND" in err and len(err.splitlines()) == 1
     argv = ["predict", "--server", f"127.0.0.1:{model_server.grpc_port}", "--model", "toy", "some text"]
     assert cli.main(argv) == 2
-    assert "give files" in capsys.readouterr().err
+    assert "no such image file: some text" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["predict", "serve"])

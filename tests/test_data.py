@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import zoo
-from zoo.data import DatasetUnavailableError, dataset_info, offline, tfds_source
+from zoo.data import DatasetUnavailableError, dataset_info, digits, synthetic_shapes as shapes, tfds_source
 
 
 def test_digits_is_the_real_uci_set_split_without_overlap():
@@ -17,7 +17,7 @@ def test_digits_is_the_real_uci_set_split_without_overlap():
     assert sum(info.num_examples.values()) == 1797
     seen = []
     for split in ("train", "validation", "test"):
-        images, labels = offline.arrays("digits", split)
+        images, labels = digits.digits(split)
         assert images.dtype == np.uint8 and images.max() == 255 and images.min() == 0
         assert set(np.unique(labels)) == set(range(10))
         seen.append({im.tobytes() + bytes([lab]) for im, lab in zip(images, labels)})
@@ -25,20 +25,20 @@ def test_digits_is_the_real_uci_set_split_without_overlap():
 
 
 def test_synthetic_shapes_is_deterministic_and_balanced():
-    a, la = offline.make_shapes(600, seed=7)
-    b, lb = offline.make_shapes(600, seed=7)
+    a, la = shapes.make_shapes(600, seed=7)
+    b, lb = shapes.make_shapes(600, seed=7)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(la, lb)
-    counts = np.bincount(la, minlength=len(offline.SHAPES))
+    counts = np.bincount(la, minlength=len(shapes.SHAPES))
     assert counts.min() > 60
     # The label is the shape, not the colour: mean colour carries ~no class signal.
-    means = np.array([a[la == k].mean() for k in range(len(offline.SHAPES))])
+    means = np.array([a[la == k].mean() for k in range(len(shapes.SHAPES))])
     assert means.std() < 10
 
 
 def test_pipeline_yields_named_float_batches_and_info():
     ds, info = zoo.load_dataset("synthetic_shapes", "train", batch_size=32, with_info=True)
-    assert info.label_names == offline.SHAPES and info.input_shape == (32, 32, 3)
+    assert info.label_names == shapes.SHAPES and info.input_shape == (32, 32, 3)
     x, y = next(iter(ds))
     assert x["image"].dtype == tf.float32 and x["image"].shape == (32, 32, 32, 3)
     assert y.dtype == tf.int64 and y.shape == (32,)

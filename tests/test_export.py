@@ -15,15 +15,17 @@ from tensorflow_serving.config import model_server_config_pb2
 
 import export
 import zoo
-from export import ExportError, VerificationError, export_saved_model, signatures
-from export.cli import add_parser, describe_export, format_export
+from export import ExportError, VerificationError, describe_export, export_saved_model, format_export
+from zoo.cli.export_command import add_parser
 from export.model_card import read_model_card, read_signatures
 from export.server_config import parse_version_policy, read_models_config, write_models_config
-from export.signatures import CLASSIFY_METHOD, image_example
 from export.verify import check_signature_names, verify_in_subprocess
+from zoo.tasks import CLASSIFY_METHOD, get_task
+from zoo.tasks.image_classification import image_example
 from export.warmup import read_warmup_requests
 from export_checks import (
-    IMAGE_METHODS, decode_like_a_client, encode, export_tiny, parse_batching_parameters, real_images, tree,
+    IMAGE_METHODS, decode_like_a_client, encode, export_tiny, export_tiny_plan, parse_batching_parameters, real_images,
+    tree,
 )
 from model_checks import tiny_model
 
@@ -42,9 +44,10 @@ def all_exports(tmp_path_factory, shapes_images):
     """Every registered architecture exported once, then verified in ONE fresh process
     (each verification process pays ~5 s for importing TensorFlow)."""
     base = tmp_path_factory.mktemp("all") / "models"
-    exports = {name: export_tiny(name, base, shapes_images) for name in IMAGE_MODELS}
-    reports = verify_in_subprocess([(path, expected, IMAGE_METHODS) for path, _, expected in exports.values()])
-    return {name: (*exports[name], report) for name, report in zip(exports, reports)}
+    exports = {name: export_tiny_plan(name, base, shapes_images) for name in IMAGE_MODELS}
+    reports = verify_in_subprocess([plan.verification_job(path, IMAGE_METHODS) for path, _, plan in exports.values()])
+    return {name: (path, model, plan.reference["probabilities"], report)
+            for (name, (path, model, plan)), report in zip(exports.items(), reports)}
 
 
 @pytest.fixture(scope="module")
@@ -205,9 +208,10 @@ def test_temp_folder_of_a_killed_export_is_ignored(tmp_path, shapes_images):
 
 
 def test_verification_mismatch_fails_export_and_publishes_nothing(tmp_path, monkeypatch, shapes_images):
-    task = signatures.TASKS["image_classification"]
-    wrong = dataclasses.replace(task, reference=lambda model, examples: task.reference(model, examples) + 0.01)
-    monkeypatch.setitem(signatures.TASKS, "image_classification", wrong)
+    task = get_task("image_classification")
+    right = task.reference
+    monkeypatch.setattr(task, "reference", lambda model, examples, assets: {
+        "probabilities": right(model, examples, assets)["probabilities"] + 0.01})
     base = tmp_path / "models"
     with pytest.raises(VerificationError, match="differ from Keras by"):
         export_saved_model(tiny_model("mlp"), base, "mlp", examples=shapes_images)

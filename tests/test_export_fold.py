@@ -8,7 +8,7 @@ import pytest
 
 import zoo
 from export import export_saved_model, fold_batch_norms
-from export.cli import add_parser
+from zoo.cli.export_command import add_parser
 from export.model_card import read_model_card
 from model_checks import example_batch, tiny_model
 
@@ -122,7 +122,7 @@ def test_folded_resnet20_export_verifies_and_is_within_10_percent_of_keras(tmp_p
 def test_cli_no_fold_batch_norm(monkeypatch, tmp_path):
     calls = {}
     monkeypatch.setattr("export.archive.export_saved_model", lambda *a, **kw: calls.update(kw) or tmp_path)
-    monkeypatch.setattr("export.cli.describe_export", lambda path: {
+    monkeypatch.setattr("export.describe_export", lambda path: {
         "model_name": "m", "version": 1, "signatures": {}})
     parser = argparse.ArgumentParser(prog="zoo")
     add_parser(parser.add_subparsers(dest="command"))

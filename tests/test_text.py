@@ -13,12 +13,13 @@ import tensorflow_datasets as tfds
 import zoo
 from export import export_saved_model
 from export.model_card import read_signatures
-from export.signatures import CLASSIFY_METHOD, PREDICT_METHOD, get_task_signatures
-from export.text_signatures import text_example
+from export.archive import plan_export
 from export.verify import verify_in_subprocess
+from zoo.tasks import CLASSIFY_METHOD, PREDICT_METHOD
+from zoo.tasks.text_classification import text_example
 from model_checks import tiny_model
 from serving import Client, ModelServer
-from zoo.data import synthetic_text, tfds_source
+from zoo.data import synthetic_topics, tfds_source
 from zoo.data.tokenizer import make_tokenizer, read_vocabulary
 
 TEXT_METHODS = {"serving_default": PREDICT_METHOD, "classify": CLASSIFY_METHOD}
@@ -48,15 +49,15 @@ def keras_labels(run_dir, texts):
 def test_offline_text_set_is_deterministic_tokenized_and_balanced():
     ds, info = zoo.load_dataset("synthetic_topics", "train", batch_size=32, with_info=True, shuffle=False)
     x, y = next(iter(ds))
-    assert info.task == "text_classification" and info.label_names == synthetic_text.LABELS
+    assert info.task == "text_classification" and info.label_names == synthetic_topics.LABELS
     assert x["token_ids"].shape == (32, 32) and x["token_ids"].dtype == tf.int32
     assert y.dtype == tf.int64 and info.input_shape == (32,)
     assert int(tf.reduce_min(x["token_ids"])) == 0  # short sentences are padded with 0
     assert int(tf.reduce_max(x["token_ids"])) < len(info.vocabulary) + 2
-    again, labels = synthetic_text.make_sentences(*synthetic_text.SPLITS["train"])
-    assert list(again) == list(synthetic_text.arrays("train")[0])
-    assert list(labels) == list(synthetic_text.arrays("train")[1])
-    counts = np.bincount(synthetic_text.arrays("train")[1])
+    again, labels = synthetic_topics.make_sentences(*synthetic_topics.SPLITS["train"])
+    assert list(again) == list(synthetic_topics.synthetic_topics("train")[0])
+    assert list(labels) == list(synthetic_topics.synthetic_topics("train")[1])
+    counts = np.bincount(synthetic_topics.synthetic_topics("train")[1])
     assert counts.min() > 0.2 * counts.sum()
     # Every split shares the training vocabulary, so ids mean the same words.
     _, test_info = zoo.load_dataset("synthetic_topics", "test", with_info=True)
@@ -109,17 +110,16 @@ def test_tfds_text_training_run_with_mock_data(monkeypatch, tmp_path):
 def test_every_text_model_exports_and_verifies(tmp_path):
     """Each text architecture, untrained, exported with synthetic_topics' tokenizer and
     verified in ONE fresh process (each pays seconds for importing TensorFlow)."""
-    task = get_task_signatures("text_classification")
     jobs = []
     for name in zoo.list_models("text_classification"):
         model = tiny_model(name)
         path = export_saved_model(model, tmp_path / "models", name, dataset="synthetic_topics", verify=False)
-        # The same binding the exporter made: the Keras answers the export must reproduce.
-        source = types.SimpleNamespace(model=model, run_dir=None, dataset=None, config=None)
-        bound, examples, origin = task.prepare(source, None, "synthetic_topics", 4)
-        assert origin == "synthetic_topics:train[:4]" and len(examples["text"]) == 4
-        jobs.append((path, bound.reference(model, examples), TEXT_METHODS))
-    for (path, _, _), report in zip(jobs, verify_in_subprocess(jobs)):
+        # The same plan the exporter made: the Keras answers the export must reproduce.
+        plan = plan_export(model, dataset="synthetic_topics")
+        assert plan.example_source == "synthetic_topics:train[:4]" and len(plan.examples["text"]) == 4
+        jobs.append(plan.verification_job(path, TEXT_METHODS))
+    for job, report in zip(jobs, verify_in_subprocess(jobs)):
+        path = job.export_dir
         assert report["ok"], (path, report["errors"])
         assert set(report["max_abs_diff"]) == set(TEXT_METHODS) and report["records"] == 4
         assert sorted(p.name for p in (path / "assets").iterdir()) == ["labels.txt", "vocab.txt"]

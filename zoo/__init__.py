@@ -6,8 +6,9 @@
     run_dir = zoo.train("simple_cnn", dataset="digits", epochs=5)
 """
 
-import importlib as _importlib
 import os as _os
+
+from zoo.lazy import lazy_attributes
 
 # TensorFlow's C++ start-up chatter hides the progress bars a user came for.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,14 +20,12 @@ _EXPORTS = {
     "build_model": "zoo.registry",
     "list_models": "zoo.registry",
     "register_model": "zoo.registry",
-    "load_dataset": "zoo.data",
+    "load_dataset": "zoo.data.pipeline",
+    "list_datasets": "zoo.data.registry",
+    "register_dataset": "zoo.data.registry",
     "train": "zoo.training",
     "evaluate": "zoo.training",
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(_importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+__getattr__ = lazy_attributes('zoo', _EXPORTS)

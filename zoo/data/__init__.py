@@ -3,7 +3,8 @@
     from zoo.data import load_dataset, list_datasets, register_dataset
 """
 
-import importlib as _importlib
+
+from zoo.lazy import lazy_attributes
 
 # The pipeline imports TensorFlow; names resolve on first use so that the small
 # modules here (the registry, DatasetInfo, the tokenizer) import quickly and alone.
@@ -17,8 +18,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(_importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'zoo.data' has no attribute {name!r}")
+__getattr__ = lazy_attributes('zoo.data', _EXPORTS)

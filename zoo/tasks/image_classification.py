@@ -156,6 +156,8 @@ class ImageClassification(Classification):
         def predict(image):
             return predict_outputs(model({"image": image}, training=False), table)
 
+        # Traced once and called by image_bytes and classify, so it is stored once.
+        @tf.function(input_signature=[tf.TensorSpec((), tf.string)])
         def decode(data):
             return image_codec.decode_image(data, height, width, channels, max_pixels)
 

@@ -1,25 +1,29 @@
 """Encoded image bytes -> model pixels, in graph ops that TF Serving can run.
 
 The `image_bytes` and `classify` signatures decode client bytes inside the exported
-graph. A decoder allocates what the image header promises, so a small file can
-ask for gigabytes: a 1.2 MB PNG of 20000x20000 zero pixels decodes to 400 MB (and,
-as float32 RGB, to 4.8 GB). `decode_image` therefore reads the width and height from
-the header first, with a handful of byte reads, and refuses an image over
-`max_pixels` before any decoder runs:
+graph. A decoder allocates what the image header promises, so a small file can ask
+for gigabytes: a 0.4 MB PNG of 20000x20000 black pixels decodes to 400 MB (1.2 GB as
+RGB, 4.8 GB as float32 RGB). `decode_image` therefore reads the size first, with a
+few byte reads, and refuses an image over `max_pixels` before any decoder runs:
 
-    size = image_header_size(data)              # int64 [2]: height, width
-    pixels = decode_image(data, 32, 32, 3)      # float32 [32, 32, 3], 0-255, or
+    image_header_size(data)                  # int64 [2]: height, width
+    decode_image(data, 32, 32, 3)            # float32 [32, 32, 3], 0-255, or
     # InvalidArgumentError: assertion failed: [Image of 20000x20000 = 400000000
-    # pixels is over the limit of 40000000 pixels of this model ...]
+    # pixels is over the limit of 40000000 pixels of this model (max_image_pixels,
+    # set at export); resize it before sending.]
 
-Only core TensorFlow ops are used (no py_function, no XLA, no tensorflow-io): the
-graphs run in TF Serving's C++ model server.
+Only core TensorFlow ops (no py_function, no XLA, no tensorflow-io): the graphs run
+in TF Serving's C++ model server.
 
-Formats are the ones `tf.io.decode_image` accepts in TF 2.21, detected by the same
-magic bytes, in the same order: JPEG, PNG, GIF, BMP, WebP and JPEG XL. Bytes of
-no known format get size (0, 0), pass the check, and `tf.io.decode_image` raises
-its usual "Unknown image file format" error. A known format whose size cannot be
-read gets (-1, -1) and is refused.
+The formats are those `tf.io.decode_image` accepts in TF 2.21, told apart by the
+same magic bytes in the same order: JPEG, PNG, GIF, BMP, WebP and JPEG XL. Sizes
+come from the header (JPEG through `tf.image.extract_jpeg_shape`), except GIF: TF
+decodes all frames and sizes its output by the largest frame, not by the header's
+logical screen, so the frame descriptors are walked. Bytes of no known format get
+size (0, 0): they pass the check and `tf.io.decode_image` raises its usual
+"Unknown image file format" error. Two kinds are refused whatever their size: an
+animated WebP without alpha (TF 2.21 corrupts the heap decoding one) and a JPEG XL
+container whose size cannot be read before its codestream is split.
 """
 
 from __future__ import annotations
@@ -27,18 +31,24 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-# 40 M pixels is a 7300x5500 photo, above any camera a client is likely to send as
-# is. At this size the decoder's uint8 output is 40-160 MB (gray to RGBA) and the
-# resize reads it directly (no full-size float32 copy), so an RGB model peaks at
-# about 280 MB per image in flight; a grayscale model converting an RGB image goes
-# through TF's float32 rgb_to_grayscale, about 800 MB. Both stay under ~1 GB.
-# Raise it at export for models that must see bigger images.
+# 40 M pixels: a 7300x5479 image. Peak memory of one decode_image at that size,
+# measured on TF 2.21 CPU: 140-350 MB for a 3-channel model (decoder output, 40-160
+# MB, plus the RGB slice; the resize reads uint8, no full-size float32 copy) against
+# 610-820 MB before; 780-850 MB for a 1-channel model given a color image (TF's
+# rgb_to_grayscale works in float32, as it did before). So under ~1 GB for each
+# image in flight (map_fn runs up to 10 at once in a graph). Raise it at export for
+# models that must see bigger images, lower it for small servers.
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 
 _HEAD = 32  # bytes of header every fixed-offset format below reads
 _UNKNOWN_FORMAT = (0, 0)  # let tf.io.decode_image raise its own error
 _UNREADABLE = (-1, -1)  # a known format whose size could not be read: refuse it
 _JXL_MAX_BOXES = 64  # ISO BMFF boxes walked to find a JPEG XL codestream
+# Refusals for images whose size is fine (no quote characters: see check_image_size).
+_ANIMATED_WEBP = ("Animated WebP images without an alpha channel are not accepted by "
+                  "this model; send a still image (its first frame as PNG or JPEG).")
+_JXL_UNREADABLE = ("Could not read the size of this JPEG XL image from its header (its "
+                   "first codestream part ends inside it); send JPEG, PNG, GIF, BMP or WebP.")
 
 
 def _bytes(data, pos, length):
@@ -77,10 +87,78 @@ def _png_size(b):
     return _size(_uint(b, 20, 4, False), _uint(b, 16, 4, False))
 
 
-def _gif_size(b):
-    # b"GIF87a"/b"GIF89a", then the logical screen: width, height, little-endian
-    # uint16. TF decodes every frame into a screen-sized buffer.
-    return _size(_uint(b, 8, 2, True), _uint(b, 6, 2, True))
+# GIF: TF 2.21 decodes every frame (giflib's DGifSlurp keeps one byte a pixel for
+# each) and returns a canvas of the largest frame width x the largest frame height,
+# whatever the logical screen in the header says. So the frames' image descriptors
+# are what count, and they sit between the LZW data of earlier frames: the blocks
+# are walked. A loop step per sub-block would be slow on a GIF of 1-byte sub-blocks,
+# so each loop step takes a window of bytes and follows the chain through all of it
+# by pointer doubling: about 30 vector ops a window, whatever the data.
+_GIF_WINDOW = 4096
+_GIF_DOUBLINGS = 12  # hops move >= 2 bytes: 2**12 of them cross any window
+_GIF_MAX_JUMP = 1 + 10 + 768 + 1  # terminator, descriptor, local color table, code size
+
+
+def _gif_info(data, b):
+    """(size [2], pixels, frames) of a GIF: TF's canvas, and the pixels giflib fills."""
+    length = tf.cast(tf.strings.length(data), tf.int64)
+    window = _GIF_WINDOW
+    offsets = tf.range(window, dtype=tf.int32)
+    offsets64 = tf.cast(offsets, tf.int64)
+
+    def color_table(packed):  # 3 * 2**(bits + 1) bytes when its flag (0x80) is set
+        return tf.where(packed >= 128, 3 * tf.bitwise.left_shift(2, packed % 8), 0)
+
+    def step(pos, first, frames, area, max_w, max_h, done):
+        # Every node is the offset of a sub-block length byte. Length n > 0: the next
+        # one is n + 1 bytes on. Length 0 ends the sub-blocks, and the next block
+        # follows: 0x21 extension (label, then sub-blocks), 0x2C image (descriptor,
+        # color table, code size, then sub-blocks), anything else ends the walk.
+        # The first step starts on a block: its offset 0 acts as a length 0.
+        w = tf.cast(_bytes(data, pos, window + 16), tf.int32)
+        byte = tf.where((offsets == 0) & first, 0, w[:window])
+        block = w[1:window + 1]
+        image, extension = (byte == 0) & (block == 0x2C), (byte == 0) & (block == 0x21)
+        image_to = offsets + 12 + color_table(w[10:window + 10])
+        to = tf.where(byte > 0, offsets + 1 + byte, tf.where(extension, offsets + 3, image_to))
+        # A length byte must be in the data; after a 0, the block byte must be too.
+        inside = pos + offsets64 + tf.cast(byte == 0, tf.int64) < length
+        end = ~inside | ((byte == 0) & ~image & ~extension)
+        leaves = ~end & (to >= window)
+        stops = end | leaves
+        # Pointer doubling: jumps[k][i] is where 2**k hops from node i lead (a node
+        # that ends the walk or leaves the window points to itself). Then, from the
+        # longest jumps down, every node reached so far marks where its jump leads:
+        # that marks each node of the walk from offset 0, up to where it stops.
+        jumps = [tf.where(stops, offsets, to)]
+        for _ in range(_GIF_DOUBLINGS - 1):
+            jumps.append(tf.gather(jumps[-1], jumps[-1]))
+        walked = tf.one_hot(0, window, dtype=tf.int32)
+        for jump in reversed(jumps):
+            walked = tf.minimum(walked + tf.math.unsorted_segment_sum(walked, jump, window), 1)
+        walked = walked > 0
+        last = tf.reduce_max(tf.where(walked & stops, offsets, -1))
+        counted = walked & image & (~stops | leaves)  # a frame that leaves the window counts
+        frame_w = tf.where(counted, w[6:window + 6] + 256 * w[7:window + 7], 0)
+        frame_h = tf.where(counted, w[8:window + 8] + 256 * w[9:window + 9], 0)
+        out = leaves[last]
+        return (pos + tf.cast(tf.where(out, to[last], 0), tf.int64), tf.constant(False),
+                frames + tf.reduce_sum(tf.cast(counted, tf.int64)),
+                area + tf.reduce_sum(tf.cast(frame_w, tf.int64) * tf.cast(frame_h, tf.int64)),
+                tf.maximum(max_w, tf.reduce_max(frame_w)),
+                tf.maximum(max_h, tf.reduce_max(frame_h)), ~out)
+
+    # Header (6), logical screen (7), global color table.
+    start = 13 + tf.cast(color_table(tf.cast(b[10], tf.int32)), tf.int64)
+    zero = tf.constant(0, tf.int64)
+    # Start one byte early: the walk begins with the (virtual) end of sub-blocks.
+    _, _, frames, area, max_w, max_h, _ = tf.while_loop(
+        lambda *state: ~state[-1], step,
+        (tf.minimum(start - 1, length), tf.constant(True), zero, zero,
+         tf.constant(0, tf.int32), tf.constant(0, tf.int32), tf.constant(False)),
+        maximum_iterations=tf.cast(length // (_GIF_WINDOW - _GIF_MAX_JUMP) + 2, tf.int32))
+    max_w, max_h = tf.cast(max_w, tf.int64), tf.cast(max_h, tf.int64)
+    return _size(max_h, max_w), tf.maximum(area, max_w * max_h), frames
 
 
 def _bmp_size(b):
@@ -89,20 +167,34 @@ def _bmp_size(b):
     def signed(value):
         return tf.where(value >= 2**31, value - 2**32, value)
 
-    return _size(tf.abs(signed(_uint(b, 22, 4, True))), tf.abs(signed(_uint(b, 18, 4, True))))
+    height, width = signed(_uint(b, 22, 4, True)), signed(_uint(b, 18, 4, True))
+    return _size(tf.abs(height), tf.abs(width))
 
 
 def _webp_size(b):
     # RIFF container; the first chunk (bytes 12..16) says which header follows at 20.
-    lossy = _size(_uint(b, 28, 2, True) % 2**14, _uint(b, 26, 2, True) % 2**14)  # "VP8 ": 14 bits each
-    bits = _uint(b, 21, 4, True)  # "VP8L": 0x2F, then width-1 and height-1, 14 bits each
+    # "VP8 " (lossy): frame tag (3), start code (3), width and height, 14 bits each.
+    lossy = _size(_uint(b, 28, 2, True) % 2**14, _uint(b, 26, 2, True) % 2**14)
+    # "VP8L" (lossless): 0x2F, then width-1 and height-1, 14 bits each.
+    bits = _uint(b, 21, 4, True)
     lossless = _size(bits // 2**14 % 2**14 + 1, bits % 2**14 + 1)
-    extended = _size(_uint(b, 27, 3, True) + 1, _uint(b, 24, 3, True) + 1)  # "VP8X": canvas-1, 24 bits each
+    # "VP8X" (extended): flags (4), then canvas width-1 and height-1, 24 bits each.
+    extended = _size(_uint(b, 27, 3, True) + 1, _uint(b, 24, 3, True) + 1)
     return tf.case([
         (_matches(b, 12, b"VP8 "), lambda: lossy),
         (_matches(b, 12, b"VP8L"), lambda: lossless),
         (_matches(b, 12, b"VP8X"), lambda: extended),
     ], default=lambda: tf.constant(_UNKNOWN_FORMAT, tf.int64), exclusive=False)
+
+
+def _webp_problem(b):
+    # VP8X flags (byte 20): 0x02 animation, 0x10 alpha. TF 2.21 decodes an animation
+    # into a buffer of the header's channel count but writes RGBA frames into it: an
+    # animated WebP without the alpha flag overruns the heap and crashes the process
+    # (checked: a 2-frame, 140-byte file). With the flag it decodes the first frame.
+    flags = b[20]
+    animated = _matches(b, 12, b"VP8X") & (flags // 2 % 2 == 1) & (flags // 16 % 2 == 0)
+    return tf.where(animated, _ANIMATED_WEBP, "")
 
 
 def _jpeg_size(data):
@@ -126,8 +218,9 @@ def _jxl_codestream_size(c):
     def bits(pos, count):
         # `count` (<= 30) bits from bit `pos`: 5 bytes always cover them.
         chunk = tf.gather(c, pos // 8 + tf.range(5, dtype=tf.int64))
-        word = tf.reduce_sum(chunk * tf.constant([256**i for i in range(5)], tf.int64))  # < 2**40
-        return tf.bitwise.right_shift(word, pos % 8) % tf.bitwise.left_shift(tf.constant(1, tf.int64), count)
+        word = tf.reduce_sum(chunk * tf.constant([256**i for i in range(5)], tf.int64))
+        one = tf.constant(1, tf.int64)
+        return tf.bitwise.right_shift(word, pos % 8) % tf.bitwise.left_shift(one, count)
 
     def dimension(pos, small):
         """(value, bit after it) of one dimension that starts at bit `pos`."""
@@ -166,8 +259,9 @@ def _jxl_size(data, b):
             jxlc, jxlp = _matches(box, 4, b"jxlc"), _matches(box, 4, b"jxlp")
             start = pos + header + tf.where(jxlp, tf.constant(4, tf.int64), 0)
             hit = tf.logical_or(jxlc, jxlp)
-            # A malformed size (smaller than its header) ends the walk: not found.
-            bad = size < header
+            # A malformed size (smaller than its header, or past the end of the data,
+            # which also catches a 64-bit size that overflowed) ends the walk.
+            bad = (size < header) | (size > length - pos)
             return (tf.where(hit | bad, length, pos + size), tf.where(hit, start, found),
                     tf.where(hit, pos + size - start, available), count + 1)
 
@@ -184,12 +278,53 @@ def _jxl_size(data, b):
                                lambda: (tf.constant(0, tf.int64), length))
     codestream = _bytes(data, start, 16)
     size, bits = _jxl_codestream_size(codestream)
-    readable = (start >= 0) & _matches(codestream, 0, b"\xff\x0a") & (16 + bits <= 8 * available)
+    readable = (start >= 0) & _matches(codestream, 0, b"\xff\x0a")
+    readable &= 16 + bits <= 8 * available  # FF 0A and the whole SizeHeader
     return tf.where(readable, size, tf.constant(_UNREADABLE, tf.int64))
 
 
+def _image_info(data):
+    """(size [2] height, width; pixels a decoder fills; frames; problem) of one image.
+
+    `problem` is an empty string, or the message that refuses the image whatever its
+    size.
+    """
+    data = tf.convert_to_tensor(data, tf.string)
+    b = _bytes(data, 0, _HEAD)
+    length = tf.strings.length(data)
+
+    def still(size_fn, problem_fn=lambda size: tf.constant("")):
+        def info():
+            size = size_fn()
+            return size, size[0] * size[1], tf.constant(1, tf.int64), problem_fn(size)
+        return info
+
+    def gif():
+        return (*_gif_info(data, b), tf.constant(""))
+
+    def jxl_problem(size):
+        return tf.where(size[0] < 0, _JXL_UNREADABLE, "")
+
+    # Same magic bytes, in the same order, as tf.io.decode_image (decode_image_op.cc).
+    return tf.case([
+        (_matches(b, 0, b"\xff\xd8\xff"), still(lambda: _jpeg_size(data))),
+        (_matches(b, 0, b"\x89PNG\r\n\x1a\n"), still(lambda: _png_size(b))),
+        (_matches(b, 0, b"GIF8"), gif),
+        (_matches(b, 0, b"BM"), still(lambda: _bmp_size(b))),
+        (_matches(b, 0, b"RIFF") & _matches(b, 8, b"WEBP") & (length > 12),
+         still(lambda: _webp_size(b), lambda size: _webp_problem(b))),
+        (_matches(b, 0, b"\xff\x0a") | _matches(b, 0, b"\x00\x00\x00\x0cJXL \r\n\x87\n"),
+         still(lambda: _jxl_size(data, b), jxl_problem)),
+    ], default=still(lambda: tf.constant(_UNKNOWN_FORMAT, tf.int64)), exclusive=False)
+
+
 def image_header_size(data):
-    """(height, width) as int64 [2], read from the header of one encoded image.
+    """(height, width) as int64 [2] of one encoded image, read without decoding it.
+
+    The size `tf.io.decode_image(data, expand_animations=False)` would return: from
+    the header for JPEG, PNG, BMP, WebP and JPEG XL; for GIF, the largest frame
+    width and height (TF's canvas; the logical screen size in the header is not
+    used by TF 2.21), from walking the frame descriptors.
 
     Args:
         data: scalar tf.string, JPEG, PNG, GIF, BMP, WebP or JPEG XL bytes.
@@ -204,40 +339,37 @@ def image_header_size(data):
         >>> image_header_size(tf.constant(open("cat.png", "rb").read())).numpy()
         array([480, 640])
     """
-    data = tf.convert_to_tensor(data, tf.string)
-    b = _bytes(data, 0, _HEAD)
-    length = tf.strings.length(data)
-    # Same magic bytes and order as tf.io.decode_image (decode_image_op.cc).
-    return tf.case([
-        (_matches(b, 0, b"\xff\xd8\xff"), lambda: _jpeg_size(data)),
-        (_matches(b, 0, b"\x89PNG\r\n\x1a\n"), lambda: _png_size(b)),
-        (_matches(b, 0, b"GIF8"), lambda: _gif_size(b)),
-        (_matches(b, 0, b"BM"), lambda: _bmp_size(b)),
-        (_matches(b, 0, b"RIFF") & _matches(b, 8, b"WEBP") & (length > 12), lambda: _webp_size(b)),
-        (_matches(b, 0, b"\xff\x0a") | _matches(b, 0, b"\x00\x00\x00\x0cJXL \r\n\x87\n"),
-         lambda: _jxl_size(data, b)),
-    ], default=lambda: tf.constant(_UNKNOWN_FORMAT, tf.int64), exclusive=False)
+    return _image_info(data)[0]
 
 
 def check_image_size(data, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
-    """An Assert op that fails when the header of `data` says more than `max_pixels`.
+    """An Assert op that fails when decoding `data` would fill over `max_pixels`.
 
-    Run the decoder under `tf.control_dependencies([check])` so it never starts on a
-    refused image. The message has no quote characters: TF Serving C-escapes the
-    error text on its way to a gRPC client.
+    Pixels are width x height; for a GIF, the sum over its frames when that is more
+    (TF decodes them all, even when it returns the first). It also fails on the
+    images refused whatever their size (an animated WebP without alpha, a JPEG XL
+    whose size cannot be read). Run the decoder under
+    `tf.control_dependencies([check])` so that it never starts on a refused image.
+
+    The messages have no quote characters: TF Serving C-escapes the error text on
+    its way to a gRPC client.
     """
-    size = image_header_size(data)
+    size, pixels, frames, problem = _image_info(data)
     height, width = size[0], size[1]
-    pixels = height * width
-    over = tf.strings.format(
-        "Image of {}x{} = {} pixels (width x height, from its header) is over the limit of "
-        f"{max_pixels} pixels of this model (max_image_pixels, set at export); resize it "
-        "before sending.", (width, height, pixels))
-    unreadable = tf.constant(
-        "Could not read the image size from its header (a JPEG XL container whose "
-        "codestream does not start with its size); send JPEG, PNG, GIF, BMP or WebP.")
-    ok = tf.logical_and(height >= 0, pixels <= max_pixels)
-    return tf.debugging.Assert(ok, [tf.where(height >= 0, over, unreadable)])
+    # tf.strings.join, not tf.strings.format: format puts quotes around strings.
+    number = tf.strings.as_string
+    over = tf.strings.join([
+        "Image of ", number(width), "x", number(height),
+        tf.where(frames > 1, tf.strings.join([" in ", number(frames), " GIF frames"]), ""),
+        " = ", number(pixels), f" pixels is over the limit of {max_pixels} pixels of this "
+        "model (max_image_pixels, set at export); resize it before sending."])
+    ok = tf.equal(problem, "") & (pixels <= max_pixels)
+    message = tf.where(tf.equal(problem, ""), over, problem)
+    if tf.executing_eagerly() and not bool(ok):
+        # Eager Assert words it as Python sees it (quotes, b prefix); same text as a graph.
+        raise tf.errors.InvalidArgumentError(None, None, "assertion failed: [%s]"
+                                             % message.numpy().decode())
+    return tf.debugging.Assert(ok, [message])
 
 
 def decode_image(data, height: int, width: int, channels: int,
