@@ -3,7 +3,6 @@
     from zoo.data import load_dataset, list_datasets, register_dataset
 """
 
-
 from zoo.lazy import lazy_attributes
 
 # The pipeline imports TensorFlow; names resolve on first use so that the small

@@ -165,8 +165,9 @@ class ImageClassification(Classification):
             return predict(image)
 
         def image_bytes(image_bytes):
-            # map_fn decodes one image at a time, so a batch may mix formats and sizes.
-            return predict(tf.map_fn(decode, image_bytes, fn_output_signature=pixels))
+            # map_fn decodes one image at a time, so a batch may mix formats and sizes,
+            # and (parallel_iterations=1) at most one full-size image is in memory.
+            return predict(tf.map_fn(decode, image_bytes, fn_output_signature=pixels, parallel_iterations=1))
 
         def classify(inputs):
             size = height * width * channels
@@ -185,7 +186,7 @@ class ImageClassification(Classification):
                 dense = tf.reshape(flat.to_tensor(0.0, shape=(None, size)), (-1, height, width, channels))
             images = tf.map_fn(
                 lambda args: tf.cond(args[1], lambda: decode(args[0]), lambda: args[2]),
-                (encoded, has_bytes, dense), fn_output_signature=pixels)
+                (encoded, has_bytes, dense), fn_output_signature=pixels, parallel_iterations=1)
             return classify_outputs(predict(images)["probabilities"], table, num_classes)
 
         return Signatures(
