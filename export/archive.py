@@ -27,7 +27,6 @@ import tempfile
 import time
 
 import keras
-import numpy as np
 
 from export import model_card, server_config, verify as verification, warmup
 from export.fold import fold_batch_norms

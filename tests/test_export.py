@@ -1,7 +1,6 @@
 """Export: every architecture leaves as a verified SavedModel that TF Serving loads."""
 
 import argparse
-import dataclasses
 import json
 import pathlib
 import subprocess

@@ -2,7 +2,6 @@
 export with an in-graph tokenizer, verification, and gRPC serving."""
 
 import json
-import types
 
 import keras
 import numpy as np

@@ -6,7 +6,6 @@ zoo-model-server → query it over gRPC with serving.Client → print the answer
 
 from __future__ import annotations
 
-import json
 import pathlib
 import shutil
 

@@ -6,7 +6,6 @@ The `zoo` CLI registers the subcommand with `add_parser(subparsers)`.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 
 EXAMPLES = """\

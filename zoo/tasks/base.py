@@ -111,11 +111,15 @@ class Task:
 
     def check_model(self, model) -> None:
         """Raises ValueError unless `model` takes and returns what this task needs."""
-        inputs = list(getattr(model, "input", {}) or {}) if isinstance(getattr(model, "input", None), dict) else []
-        if sorted(inputs) != sorted(self.input_names):
+        try:
+            inputs = model.input
+        except (AttributeError, ValueError):  # a subclassed model that was never called
+            inputs = None
+        names = sorted(inputs) if isinstance(inputs, dict) else None
+        if names != sorted(self.input_names):
             raise ValueError(
                 f"A {self.name} model takes a dict of inputs {list(self.input_names)}; this model takes "
-                f"{inputs or _describe_inputs(model)}. Build it with keras.Input(name=...) per input and "
+                f"{names or _describe_inputs(model)}. Build it with keras.Input(name=...) per input and "
                 f"call keras.Model(inputs={{name: input}}, outputs=...).")
 
     # --- data ----------------------------------------------------------------
@@ -196,8 +200,11 @@ class Task:
 
 
 def _describe_inputs(model) -> str:
-    inputs = getattr(model, "inputs", None) or []
-    return ", ".join(f"{getattr(t, 'name', '?')} {tuple(t.shape)}" for t in inputs) or "no named inputs"
+    try:
+        inputs = list(model.inputs or [])
+    except (AttributeError, ValueError):
+        inputs = []
+    return ", ".join(f"{t.name} {tuple(t.shape)}" for t in inputs) or "no named inputs"
 
 
 def register_task(task: Task) -> Task:

@@ -14,6 +14,8 @@ one output of K logits. Exported signatures:
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import pathlib
 
 import numpy as np
@@ -23,6 +25,8 @@ from zoo.data import registry as datasets
 from zoo.tasks import image_codec
 from zoo.tasks.base import CLASSIFY_METHOD, PREDICT_METHOD, Endpoint, ExportSource, Request, Signatures, register_task
 from zoo.tasks.classification import Classification, classify_outputs, label_table, predict_outputs
+
+log = logging.getLogger(__name__)
 
 # The tf.Example features the `classify` signature reads. An example carries either
 # encoded image bytes or the raw pixels; bytes win when both are present.
@@ -86,7 +90,7 @@ class ImageClassification(Classification):
             size = _check_image_size(image_size)
             ds = ds.map(lambda x, y: (tf.cast(tf.image.resize(x, size), tf.uint8), y),
                         num_parallel_calls=tf.data.AUTOTUNE)
-            info = info.__class__(**{**info.__dict__, "input_shape": size + (info.input_shape[-1],)})
+            info = dataclasses.replace(info, input_shape=size + (info.input_shape[-1],))
         elif any(d is None for d in info.input_shape):
             raise ValueError(
                 f"Dataset {info.name!r} has images of varying size {info.input_shape}; pass "
@@ -128,9 +132,7 @@ class ImageClassification(Classification):
                     images = [tf.image.resize(x, tuple(config["image_size"])).numpy() for x in images]
                 found, origin = np.stack(images).astype(np.float32), f"{name}:train[:{count}]"
             except Exception as e:  # data not on this machine: warn and still export
-                import logging
-
-                logging.getLogger(__name__).warning(
+                log.warning(
                     "Could not read examples of %s (%s); warm-up uses random inputs.", name, e)
         if found is None:
             found = np.random.default_rng(0).uniform(0, 255, (count,) + shape).astype("float32")

@@ -10,6 +10,7 @@ label) and `classify` (tf.Examples with a bytes feature "text").
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import pathlib
@@ -90,8 +91,7 @@ class TextClassification(Classification):
         tokenizer = tokenizers.make_tokenizer(vocabulary, sequence_length)
         ds = ds.map(lambda x, y: (tf.cast(tokenizer(x[tf.newaxis])[0], tf.int32), y),
                     num_parallel_calls=tf.data.AUTOTUNE)
-        info = info.__class__(**{**info.__dict__, "input_shape": (sequence_length,),
-                                 "vocabulary": tuple(vocabulary)})
+        info = dataclasses.replace(info, input_shape=(sequence_length,), vocabulary=tuple(vocabulary))
         return ds, info
 
     def batch_features(self, x, y):
@@ -107,9 +107,6 @@ class TextClassification(Classification):
 
     # --- export ----------------------------------------------------------------
     def export_assets(self, source: ExportSource) -> dict:
-        if "token_ids" not in getattr(source.model, "input", {}):
-            raise ValueError("A text classifier must take {'token_ids': int32 [B, T]}; this model takes "
-                             f"{list(getattr(source.model, 'input', {}))}.")
         sequence_length = source.model.input["token_ids"].shape[1]
         if sequence_length is None:
             raise ValueError("A text classifier needs a fixed sequence_length (token_ids [B, T]).")

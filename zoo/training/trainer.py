@@ -227,6 +227,7 @@ def train(
     try:
         with dist.scope():
             net = registry.build_model(model, **build_kwargs)
+            task.check_model(net)  # a builder that breaks its task's contract fails here, not at export
             net.compile(
                 optimizer=_optimizer(config), loss=task.loss(), metrics=task.metrics(),
                 jit_compile=jit, steps_per_execution=steps_per_execution,
