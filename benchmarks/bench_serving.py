@@ -86,7 +86,6 @@ MODELS = ("simple_cnn", "text_cnn")
 BATCHING = ("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 1000 }\n"
             "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 1 }\n")
 WARMUP_SECONDS = 0.5
-TEXTS = ["a gripping, beautifully shot film", "dull and far too long", "not bad at all", "I want my money back"]
 FLOOR = "grpc floor (echo, no model)"
 # The servers' own gRPC options (serving.grpc_server), for the echo server.
 GRPC_OPTIONS = [("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1),
@@ -449,28 +448,19 @@ def export_models(names, base):
     """Export each model (untrained) into `base`: {name: {"task", "key", "example"}}."""
     import zoo
     from export import export_saved_model
+    from export.archive import plan_export
     from zoo import registry
 
     models = {}
     for name in names:
         spec = registry.get_model_spec(name)
         model = zoo.build_model(name)
-        extra = {}
-        if spec.task == "image_classification":
-            shape = tuple(model.input["image"].shape[1:]) if isinstance(model.input, dict) \
-                else tuple(model.input_shape[1:])
-            # Raw pixels, as a client sends them: whole numbers 0-255 in float32.
-            examples = np.random.default_rng(0).integers(0, 256, (4, *shape)).astype(np.float32)
-            key = "image"
-        elif spec.task == "text_classification":
-            examples = np.array([t.encode() for t in TEXTS], dtype=object)
-            key = "text"
-            # The in-graph tokenizer needs a vocabulary: the one of the set it would train on.
-            extra["dataset"] = spec.default_dataset
-        else:
-            raise SystemExit(f"{name}: task {spec.task} is not benchmarked (image or text classification)")
+        # The task picks real examples (the default dataset's, else random pixels) and,
+        # for text, the vocabulary of the set the model would train on.
+        plan = plan_export(model, dataset=spec.default_dataset)
+        (key, examples), = plan.examples.items()
         export_saved_model(model, base, model_name=name, version=1, verify=False, examples=examples,
-                           task=spec.task, **extra)
+                           dataset=spec.default_dataset)
         models[name] = {"task": spec.task, "key": key, "example": examples[:1],
                         "version_dir": str(base / name / "1")}
         print(f"exported {name}", flush=True)

@@ -139,7 +139,7 @@ class ExportPlan:
 
 
 def plan_export(model_or_run_dir, *, task=None, label_names=None, checkpoint: str = "model", examples=None,
-                dataset: str | None = None, num_examples: int = 4, **task_options) -> ExportPlan:
+                dataset: str | None = None, num_examples: int = 4, task_options: dict | None = None) -> ExportPlan:
     """Works out an export of a Keras model or a run: its task, the task's assets, real
     examples, the Keras reference answers and the warm-up requests (`export_saved_model`
     arguments, same meaning).
@@ -152,16 +152,17 @@ def plan_export(model_or_run_dir, *, task=None, label_names=None, checkpoint: st
     if not isinstance(num_examples, int) or isinstance(num_examples, bool) or num_examples < 1:
         raise ExportError(f"num_examples must be a positive int, got {num_examples!r}.")
     source, task = _load_source(model_or_run_dir, checkpoint, label_names, task)
+    task_options = dict(task_options or {})
     unknown = sorted(set(task_options) - set(task.export_options))
     if unknown:
         raise ExportError(f"{', '.join(unknown)}: not an export option of a {task.name} model; its options: "
                           f"{', '.join(task.export_options) or 'none'}.")
-    source.options = dict(task_options, dataset=dataset)
+    source.options, source.example_dataset = task_options, dataset
     try:
         # What the signatures need beyond the model (labels, tokenizer, limits) and real
         # examples for the warm-up records and the verification.
         assets = task.export_assets(source)
-        inputs, origin = task.examples(source, examples, dataset, num_examples)
+        inputs, origin = task.examples(source, examples, num_examples)
     except ValueError as e:
         raise ExportError(str(e)) from None
     # The reference is the model as trained, so verification also checks any folding.
@@ -254,7 +255,7 @@ def export_saved_model(
     serving_base_path: str | None = None,
     verify_timeout: float = 600,
     fold_batch_norm: bool = True,
-    **task_options,
+    task_options: dict | None = None,
 ) -> pathlib.Path:
     """Exports a Keras model or a training run as `<base_path>/<model_name>/<version>/`.
 
@@ -290,8 +291,8 @@ def export_saved_model(
         fold_batch_norm: fold each BatchNormalization into the convolution before it
             (`export.fold.fold_batch_norms`): the same outputs from fewer ops and
             variables. Verification still compares against the unfolded model.
-        **task_options: the task's export options (`Task.export_options`), e.g.
-            `max_image_pixels` for an image classifier's `image_bytes` and `classify`
+        task_options: the task's export options (`Task.export_options`), e.g.
+            `{"max_image_pixels": 20_000_000}` for an image classifier's `image_bytes` and `classify`
             (images over it are refused before they are decoded; default 40,000,000).
 
     Returns:
@@ -311,7 +312,8 @@ def export_saved_model(
         except ValueError as e:
             raise ExportError(str(e)) from None
     plan = plan_export(model_or_run_dir, task=task, label_names=label_names, checkpoint=checkpoint,
-                       examples=examples, dataset=dataset, num_examples=num_examples, **task_options)
+                       examples=examples, dataset=dataset, num_examples=num_examples,
+                       task_options=task_options)
     source, task, assets, requests = plan.source, plan.task, plan.assets, plan.requests
     model_name = _check_model_name(model_name or source.architecture)
     model_dir = base / model_name

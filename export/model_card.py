@@ -81,7 +81,7 @@ def build_model_card(*, export_dir, model_name: str, version: int, task: str, ar
     """The card's content; `source`/`examples` say where the model and warm-up data came
     from, `task_fields` what the task records (labels, limits, tokenizer)."""
     signatures = read_signatures(export_dir)
-    return {**task_fields,
+    card = {
         "format_version": FORMAT_VERSION,
         "model_name": model_name,
         "version": version,
@@ -98,6 +98,10 @@ def build_model_card(*, export_dir, model_name: str, version: int, task: str, ar
         "warmup": examples,
         "library_versions": library_versions(),
     }
+    clash = sorted(set(task_fields) & set(card))
+    if clash:
+        raise ValueError(f"The task's model card fields {clash} clash with the card's own; rename them.")
+    return {**card, **task_fields}
 
 
 def write_model_card(export_dir, card: dict) -> pathlib.Path:

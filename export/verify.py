@@ -31,7 +31,6 @@ import tempfile
 
 import numpy as np
 
-TOLERANCE = 1e-4  # the classification tasks' tolerance, recorded in the model card
 LOADERS = ("tf.compat.v1.saved_model.loader.load", "tf.saved_model.load")
 # Names that tracing invents when nobody named a tensor: a client cannot rely on them.
 GENERATED_NAME = re.compile(r"^(output|outputs|args|arg|input|inputs|keras_tensor|x)_\d+$")

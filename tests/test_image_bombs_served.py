@@ -49,7 +49,7 @@ def _peak_mb(pid) -> float:
 def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("bombs") / "models"
     images = real_images("synthetic_shapes", n=4)
-    export_saved_model(tiny_model("simple_cnn"), base, "shapes", examples=images, max_image_pixels=LIMIT)
+    export_saved_model(tiny_model("simple_cnn"), base, "shapes", examples=images, task_options={"max_image_pixels": LIMIT})
     port, rest_port = _free_port(), _free_port()
     script = os.path.join(os.path.dirname(sys.executable), "zoo-model-server")
     process = subprocess.Popen(
@@ -137,5 +137,5 @@ def test_the_limit_is_recorded_in_the_export(server, tmp_path):
     path = export_saved_model(tiny_model("simple_cnn"), tmp_path / "models", "s", examples=images, verify=False)
     assert read_model_card(path)["max_image_pixels"] == 40_000_000  # the default
     path = export_saved_model(tiny_model("simple_cnn"), tmp_path / "models", "s", examples=images, verify=False,
-                              max_image_pixels=LIMIT)
+                              task_options={"max_image_pixels": LIMIT})
     assert read_model_card(path)["max_image_pixels"] == LIMIT

@@ -50,11 +50,11 @@ class VectorRegression(Task):
     def batch_features(self, x, y):
         return {"x": tf.cast(x, tf.float32)}, tf.cast(y, tf.float32)
 
-    def examples(self, source, given, dataset, count):
+    def examples(self, source, given, count):
         if given is not None:
             return {"x": np.asarray(given, np.float32)[:count]}, "given"
         x, _ = noisy_plane("train")
-        return {"x": x[:count]}, f"{dataset or source.dataset_name}:train[:{count}]"
+        return {"x": x[:count]}, f"noisy_plane:train[:{count}]"
 
     def signatures(self, model, assets, staging_dir):
         n = model.input["x"].shape[1]
@@ -174,5 +174,30 @@ def test_a_users_own_model_exports_with_task_and_a_wrong_one_is_refused(tmp_path
     with pytest.raises(ExportError, match="Unknown task 'vector_regresion'. Did you mean 'vector_regression'"):
         export_saved_model(own, tmp_path / "models", "own", task="vector_regresion")
     with pytest.raises(ExportError, match="max_image_pixels: not an export option of a vector_regression model"):
-        export_saved_model(own, tmp_path / "models", "own", task="vector_regression", max_image_pixels=10)
+        export_saved_model(own, tmp_path / "models", "own", task="vector_regression", task_options={"max_image_pixels": 10})
     assert sorted(p.name for p in (tmp_path / "models" / "own").iterdir()) == ["1"]
+
+
+def test_names_the_project_uses_are_refused_and_its_sets_still_load():
+    with pytest.raises(ValueError, match="A dataset named 'digits' is already registered"):
+        @register_dataset(task="vector_regression")
+        def digits(split):
+            return noisy_plane(split)
+
+    class ImageClassification(VectorRegression):  # same class name as the project's own
+        name = "image_classification"
+
+    with pytest.raises(ValueError, match="A task named 'image_classification' is already registered"):
+        register_task(ImageClassification())
+    assert zoo.tasks.get_task("image_classification").input_names == ("image",)
+    assert zoo.load_dataset("digits", "test", batch_size=2, with_info=True)[1].task == "image_classification"
+
+
+def test_zoo_export_takes_only_the_tasks_own_options(plane_run, tmp_path, capsys):
+    from zoo import cli
+
+    argv = ["export", str(plane_run), "--base-path", str(tmp_path / "models"), "--set", "verify=false"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "verify: not an export option of a vector_regression model; its options: none" in err
+    assert not (tmp_path / "models").exists()

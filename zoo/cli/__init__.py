@@ -72,7 +72,7 @@ def _cmd_datasets(args):
     rows = []
     for name in registry.list_datasets(args.task):
         dataset = registry.get_dataset(name)
-        row = {"name": name, "task": dataset.task, "offline": dataset.offline, "splits": None,
+        row = {"name": name, "task": dataset.task, "source": dataset.source, "offline": dataset.offline, "splits": None,
                "examples": None, "about": dataset.description}
         if dataset.offline:  # a TFDS set's splits are known once it is downloaded
             info = dataset.info()
@@ -82,7 +82,7 @@ def _cmd_datasets(args):
         print(json.dumps(rows, indent=2))
         return 0
     _table(("name", "task", "source", "splits (examples)", "about"), [
-        (r["name"], r["task"], "offline" if r["offline"] else "tfds",
+        (r["name"], r["task"], r["source"],
          ", ".join(f"{k} {v:,}" for k, v in r["splits"].items()) if r["splits"] else "when downloaded",
          r["about"]) for r in rows])
     print("\nAny other TFDS name loads too (from --data-dir, or downloaded when reachable).")

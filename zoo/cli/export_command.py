@@ -70,7 +70,7 @@ def run_export(args) -> int:
         args.run_dir, args.base_path, args.model_name, args.version, overwrite=args.overwrite,
         verify=not args.no_verify, checkpoint=args.checkpoint, num_examples=args.num_examples,
         version_policy=args.version_policy, serving_base_path=args.serving_base_path,
-        fold_batch_norm=not args.no_fold_batch_norm, **_task_options(args.set or [], parse_value),
+        fold_batch_norm=not args.no_fold_batch_norm, task_options=_task_options(args.set or [], parse_value),
     )
     info = describe_export(path)
     print(f"Exported {info['model_name']} version {info['version']} to {path}"

@@ -42,6 +42,7 @@ TFSERVING_IMAGE = "tensorflow/serving:latest"
 CONTAINER_MODELS = "/models"
 CONTAINER_CONFIG = "/etc/zoo"
 
+
 def add_parsers(subparsers) -> None:
     """Registers `predict` and `serve` on the `zoo` CLI's subparsers.
 
@@ -53,17 +54,17 @@ def add_parsers(subparsers) -> None:
     """
     p = subparsers.add_parser(
         "predict", help="ask a served model (gRPC or REST) and print labels and scores",
-        description="Send FILEs (images, audio) or TEXTs to a model on a TF Serving-compatible "
-                    "server and print one line per input: the input, the label and its score. "
-                    "Files go as raw bytes to the model's *_bytes signature (image_bytes, "
-                    "audio_bytes) when it has one, or decoded to pixels/waveform for "
-                    "serving_default; texts go to the text input.",
+        description="Send FILEs (images) or TEXTs to a model on a TF Serving-compatible "
+                    "server and print one line per input: the input and the answer (for a "
+                    "classifier, the label and its score). The model's task reads the inputs: "
+                    "image files go as raw bytes to image_bytes (or decoded to pixels with "
+                    "--signature serving_default); texts, or text files, go to the text input.",
         epilog=PREDICT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="FILE|TEXT", help="files to send, or texts")
     p.add_argument("--server", help="HOST:PORT (default localhost:8500, or localhost:8501 with --rest)")
     p.add_argument("--model", required=True, help="the model name on the server")
-    p.add_argument("--signature", help="signature key (default: image_bytes/audio_bytes for files "
-                                       "when the model has it, else serving_default)")
+    p.add_argument("--signature", help="signature key (default: image_bytes for image files when the "
+                                       "model has it, else serving_default)")
     p.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
     p.add_argument("--version", type=int, help="a specific model version (default: the latest)")
     p.add_argument("--label", help="a version label, e.g. stable")
@@ -117,15 +118,17 @@ def run_predict(args) -> int:
                     retries=2)
     try:
         signatures = client.metadata(version=args.version, label=args.label)["signatures"]
+        if args.signature is not None and args.signature not in signatures:
+            raise ValueError(f"model {args.model!r} has no signature {args.signature!r}; it has: "
+                             f"{', '.join(signatures)}")
         # The server knows signatures, not tasks: the task whose exports look like this
-        # one reads the request and shows the answer.
+        # one reads the request and shows the answer; any other model gets strings or
+        # file bytes sent as they are.
         task = tasks.task_for_signatures(signatures)
-        if task is None:
-            inputs = signatures.get("serving_default", {}).get("inputs", {})
-            raise ValueError(f"model {args.model!r} takes {', '.join(inputs) or 'no serving_default'}, which no "
-                             f"zoo task serves (tasks: {', '.join(tasks.list_tasks())}); query it with "
-                             "serving.Client or any TF Serving client")
-        name, inputs = task.read_request(args.inputs, signatures, args.signature)
+        if task is not None:
+            name, inputs = task.read_request(args.inputs, signatures, args.signature)
+        else:
+            name, inputs = _plain_request(args.inputs, signatures, args.signature or "serving_default")
         if name not in signatures:
             raise ValueError(f"model {args.model!r} has no signature {name!r}; it has: {', '.join(signatures)}")
         outputs = client.predict(inputs, signature=name, version=args.version, label=args.label)
@@ -137,8 +140,28 @@ def run_predict(args) -> int:
         if args.json:
             print(json.dumps({"input": source, "outputs": row}, ensure_ascii=False))
         else:
-            print(f"{source}\t{task.format_answer(row)}")
+            print(f"{source}\t{task.format_answer(row) if task else json.dumps(row, ensure_ascii=False)}")
     return 0
+
+
+def _plain_request(values, signatures: dict, name: str):
+    """A model no zoo task serves: its one string input gets the texts, or the files'
+    bytes (the raw bytes for an input named *_bytes, else the files' text)."""
+    import numpy as np
+
+    inputs = signatures.get(name, {}).get("inputs", {})
+    if len(inputs) != 1 or next(iter(inputs.values()))["dtype"] != object:
+        raise ValueError(f"signature {name!r} takes {', '.join(inputs) or 'nothing'}; zoo predict sends one "
+                         "string input to a model that is not a zoo export. Use serving.Client for it.")
+    (key, _), = inputs.items()
+    files = [os.path.isfile(v) for v in values]
+    if any(files) and not all(files):
+        raise ValueError("give files or texts, not both (not files: "
+                         f"{', '.join(v for v, f in zip(values, files) if not f)})")
+    if all(files):
+        data = [pathlib.Path(v).read_bytes() for v in values]
+        values = data if key.endswith("_bytes") else [d.decode("utf-8", "replace") for d in data]
+    return name, {key: np.array(values, dtype=object)}
 
 
 def _rows(outputs: dict) -> list[dict]:

@@ -82,10 +82,10 @@ def load_dataset(
     source = registry.get_dataset(name)
     info = source.info(data_dir, download)
     task = tasks.get_task(info.task)
-    options = task_options(task, name, options)
+    options = dict(source.options, **task_options(task, name, options))
     ds = source.examples(split, data_dir=data_dir, download=download, shuffle_files=shuffle)
     # Per example, before the cache: later epochs read preprocessed examples from memory.
-    ds, info = task.prepare_examples(ds, info, source, data_dir=data_dir, download=download, **options)
+    ds, info = task.prepare_examples(ds, info, data_dir=data_dir, download=download, **options)
     if cache:
         ds = ds.cache()
     if shuffle:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 from typing import Callable
 
 import numpy as np
@@ -29,7 +28,10 @@ class Dataset:
     name: str
     task: str
     offline: bool
+    source: str  # "offline", "memory" or "tfds", as `zoo datasets` shows it
     description: str = ""
+    # load_dataset options this set defaults to (e.g. a short sequence_length for short texts).
+    options: dict = {}
 
     def info(self, data_dir=None, download=True) -> DatasetInfo:
         raise NotImplementedError
@@ -51,20 +53,38 @@ class ArrayDataset(Dataset):
     citation: str = ""
     description: str = ""
     offline: bool = True
+    options: dict = dataclasses.field(default_factory=dict)
+    _loaded: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
+    _info: DatasetInfo | None = dataclasses.field(default=None, init=False, repr=False)
+
+    @property
+    def source(self) -> str:
+        return "offline" if self.offline else "memory"
 
     def arrays(self, split: str):
+        """What `load(split)` returns, loaded once per dataset."""
         if split not in self.splits:
             raise ValueError(f"Dataset {self.name!r} has no split {split!r}; its splits are "
                              f"{', '.join(self.splits)}.")
-        return _cached(self.load, split)
+        if split not in self._loaded:
+            self._loaded[split] = self.load(split)
+        return self._loaded[split]
 
     def info(self, data_dir=None, download=True) -> DatasetInfo:
+        if self._info is None:
+            self._info = self._read_info()
+        return self._info
+
+    def _read_info(self) -> DatasetInfo:
         import tensorflow as tf
 
         sizes, shape, dtype = {}, None, None
         for split in self.splits:
             data = self.arrays(split)
             if isinstance(data, tf.data.Dataset):
+                if not isinstance(data.element_spec, tuple) or len(data.element_spec) != 2:
+                    raise ValueError(f"Dataset {self.name!r} split {split!r} must yield (input, label) pairs; it "
+                                     f"yields {data.element_spec}.")
                 spec = data.element_spec[0]
                 shape, dtype = tuple(spec.shape), spec.dtype.name
                 sizes[split] = int(data.cardinality()) if data.cardinality() >= 0 else None
@@ -77,7 +97,7 @@ class ArrayDataset(Dataset):
         return DatasetInfo(
             name=self.name, task=self.task, num_classes=len(self.label_names),
             label_names=tuple(self.label_names), input_shape=shape, num_examples=sizes,
-            source="offline" if self.offline else "memory", citation=self.citation, input_dtype=dtype)
+            source=self.source, citation=self.citation, input_dtype=dtype)
 
     def examples(self, split: str, data_dir=None, download=True, shuffle_files=False):
         import tensorflow as tf
@@ -91,13 +111,8 @@ class ArrayDataset(Dataset):
         return tf.data.Dataset.from_tensor_slices((x, y))
 
 
-@functools.lru_cache(maxsize=64)
-def _cached(load, split):
-    return load(split)
-
-
 def register_dataset(task: str, *, splits=("train", "validation", "test"), label_names=(),
-                     citation: str = "", offline: bool = True):
+                     citation: str = "", offline: bool = True, options: dict | None = None):
     """Registers `fn(split) -> (inputs, labels)` as a dataset named after the function.
 
     Args:
@@ -106,6 +121,7 @@ def register_dataset(task: str, *, splits=("train", "validation", "test"), label
         label_names: class names, for classification tasks.
         citation: where the data comes from.
         offline: True when it needs no network.
+        options: `load_dataset` options it defaults to, e.g. {"sequence_length": 32}.
 
     Example:
         >>> @register_dataset(task="image_classification", label_names=("no", "yes"))
@@ -114,7 +130,7 @@ def register_dataset(task: str, *, splits=("train", "validation", "test"), label
     """
     def decorate(fn):
         add_dataset(ArrayDataset(fn.__name__, task, fn, tuple(splits), tuple(label_names), citation,
-                                 (fn.__doc__ or "").strip().split("\n")[0], offline))
+                                 (fn.__doc__ or "").strip().split("\n")[0], offline, dict(options or {})))
         return fn
 
     return decorate
@@ -122,6 +138,7 @@ def register_dataset(task: str, *, splits=("train", "validation", "test"), label
 
 def add_dataset(dataset: Dataset) -> Dataset:
     """Registers a `Dataset` object (a source that is not a function of the split)."""
+    _ensure_registered()  # a name taken by a built-in set is refused here, not at its import
     old = _DATASETS.get(dataset.name)
     if old is not None and not _same_source(old, dataset):
         raise ValueError(f"A dataset named {dataset.name!r} is already registered.")
@@ -131,11 +148,11 @@ def add_dataset(dataset: Dataset) -> Dataset:
 
 def _same_source(a: Dataset, b: Dataset) -> bool:
     # The same definition seen twice (a module imported again) replaces the old entry.
-    def where(d):
-        load = getattr(d, "load", None)
-        return type(d), getattr(load, "__module__", None), getattr(load, "__qualname__", None)
-
-    return where(a) == where(b)
+    if a is b:
+        return True
+    if isinstance(a, ArrayDataset) and isinstance(b, ArrayDataset):
+        return (a.task, a.load.__module__, a.load.__qualname__) == (b.task, b.load.__module__, b.load.__qualname__)
+    return False
 
 
 def get_dataset(name: str) -> Dataset:

@@ -76,6 +76,8 @@ def builder(name: str, data_dir: str | None = None, download: bool = True):
 
 
 def info(b, name: str, task: str | None = None) -> DatasetInfo:
+    import tensorflow_datasets as tfds
+
     from zoo import tasks
 
     features = b.info.features
@@ -93,9 +95,11 @@ def info(b, name: str, task: str | None = None) -> DatasetInfo:
         if task is None:
             raise ValueError(f"TFDS dataset {name!r} has input {input_key!r} of {feature.dtype.name} "
                              f"{tuple(feature.shape)}, which no task reads (tasks: {', '.join(tasks.list_tasks())}).")
+    # A class label has names; a regression target (a float Tensor feature) has none.
+    classes = label if isinstance(label, tfds.features.ClassLabel) else None
     return DatasetInfo(
         name=name, task=task, source="tfds",
-        num_classes=int(getattr(label, "num_classes", 0) or 0), label_names=tuple(getattr(label, "names", ()) or ()),
+        num_classes=classes.num_classes if classes else 0, label_names=tuple(classes.names) if classes else (),
         input_shape=tuple(feature.shape), input_dtype=feature.dtype.name,
         num_examples={k: v.num_examples for k, v in b.info.splits.items()},
         citation=b.info.citation or "",
@@ -106,6 +110,7 @@ class TfdsDataset(Dataset):
     """A TFDS dataset: read from the data dir, downloaded when the host is reachable."""
 
     offline = False
+    source = "tfds"
 
     def __init__(self, name: str, task: str | None = None, description: str = ""):
         self.name, self.task, self.description = name, task, description

@@ -75,11 +75,13 @@ class ExportSource:
     dataset: dict | None = None  # the run's dataset.json
     metrics: dict | None = None
     label_names: list | None = None  # given by the caller; tasks without labels ignore them
-    options: dict = dataclasses.field(default_factory=dict)  # task export options (max_image_pixels)
+    options: dict = dataclasses.field(default_factory=dict)  # the task's export options (max_image_pixels)
+    example_dataset: str | None = None  # the dataset the caller named for examples
 
     @property
     def dataset_name(self) -> str | None:
-        return (self.config or {}).get("dataset")
+        """The dataset to read examples (and, for text, the vocabulary) from."""
+        return self.example_dataset or (self.config or {}).get("dataset")
 
 
 class Task:
@@ -127,8 +129,10 @@ class Task:
         """The builder arguments the data decides (num_classes, input_shape, ...)."""
         return {}
 
-    def prepare_examples(self, ds, info, source, data_dir=None, download=True, **options):
-        """Per-example (before cache) map of raw (input, label) examples; returns (ds, info)."""
+    def prepare_examples(self, ds, info, data_dir=None, download=True, **options):
+        """Per-example (before cache) map of raw (input, label) examples; returns (ds, info).
+
+        `options` are the `data_options` the caller or the dataset's registration gave."""
         return ds, info
 
     def batch_features(self, x, y):
@@ -157,8 +161,9 @@ class Task:
         """What the signatures need beyond the model (labels, tokenizer, limits)."""
         return {}
 
-    def examples(self, source: ExportSource, given, dataset: str | None, count: int) -> tuple[dict, str]:
-        """(real examples keyed like the serving_default inputs, where they came from)."""
+    def examples(self, source: ExportSource, given, count: int) -> tuple[dict, str]:
+        """(real examples keyed like the serving_default inputs, where they came from):
+        `given` ones, else the first `count` of `source.dataset_name`'s training split."""
         raise NotImplementedError
 
     def signatures(self, model, assets: dict, staging_dir) -> Signatures:
@@ -220,8 +225,12 @@ def register_task(task: Task) -> Task:
     if not task.input_names:
         raise ValueError(f"Task {task.name!r} must name its model inputs (input_names).")
     old = _TASKS.get(task.name)
-    if old is not None and type(old).__qualname__ != type(task).__qualname__:
-        raise ValueError(f"A task named {task.name!r} is already registered ({type(old).__qualname__}).")
+
+    def where(t):
+        return type(t).__module__, type(t).__qualname__
+
+    if old is not None and where(old) != where(task):
+        raise ValueError(f"A task named {task.name!r} is already registered ({'.'.join(where(old))}).")
     _TASKS[task.name] = task  # the same class again: a module imported twice
     return task
 

@@ -37,6 +37,9 @@ class Classification(Task):
                              f"model returns {model.output}.")
 
     def builder_arguments(self, info) -> dict:
+        if info.num_classes < 2:
+            raise ValueError(f"Dataset {info.name!r} has {info.num_classes} classes; a {self.name} dataset needs "
+                             f"class labels with names (register it with label_names=[...], at least two).")
         return {"num_classes": info.num_classes}
 
     def export_assets(self, source: ExportSource) -> dict:

@@ -85,7 +85,7 @@ class ImageClassification(Classification):
     def builder_arguments(self, info) -> dict:
         return dict(super().builder_arguments(info), input_shape=tuple(info.input_shape))
 
-    def prepare_examples(self, ds, info, source, data_dir=None, download=True, image_size=None):
+    def prepare_examples(self, ds, info, data_dir=None, download=True, image_size=None):
         if image_size is not None:
             size = _check_image_size(image_size)
             ds = ds.map(lambda x, y: (tf.cast(tf.image.resize(x, size), tf.uint8), y),
@@ -107,7 +107,9 @@ class ImageClassification(Classification):
             raise ValueError(
                 f"An image classifier must take 'image' [B,H,W,C] with fixed H, W and C in "
                 f"(1, 3); this model takes {shape}. Build it with a fixed input_shape.")
-        max_pixels = source.options.get("max_image_pixels") or image_codec.DEFAULT_MAX_IMAGE_PIXELS
+        max_pixels = source.options.get("max_image_pixels")
+        if max_pixels is None:
+            max_pixels = image_codec.DEFAULT_MAX_IMAGE_PIXELS
         if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < shape[0] * shape[1]:
             raise ValueError(f"max_image_pixels must be an int >= the model's own {shape[0]}x{shape[1]} = "
                              f"{shape[0] * shape[1]} pixels, got {max_pixels!r}.")
@@ -117,10 +119,10 @@ class ImageClassification(Classification):
         return dict(super().card(assets), image_shape=list(assets["image_shape"]),
                     max_image_pixels=assets["max_image_pixels"])
 
-    def examples(self, source: ExportSource, given, dataset, count):
+    def examples(self, source: ExportSource, given, count):
         shape = tuple(source.model.input["image"].shape[1:])
         config = source.config or {}
-        name = dataset or source.dataset_name
+        name = source.dataset_name
         found, origin = None, "random"
         if given is not None:
             found, origin = np.asarray(given, np.float32)[:count], "given"
@@ -135,6 +137,9 @@ class ImageClassification(Classification):
                 log.warning(
                     "Could not read examples of %s (%s); warm-up uses random inputs.", name, e)
         if found is None:
+            if not name:
+                log.warning("No real examples for %s; pass examples= or dataset= to warm up on real data.",
+                            source.architecture)
             found = np.random.default_rng(0).uniform(0, 255, (count,) + shape).astype("float32")
         if found.ndim < 1 or len(found) == 0 or tuple(found.shape[1:]) != shape:
             raise ValueError(
@@ -242,6 +247,9 @@ class ImageClassification(Classification):
             raise ValueError(f"signature {signature!r} does not take image [B,H,W,C] pixels; it takes "
                              f"{', '.join(inputs) or 'nothing'}")
         _, height, width, channels = inputs["image"]["shape"]
+        if None in (height, width, channels):
+            raise ValueError(f"signature {signature!r} takes images of any size; send the files to a signature "
+                             "that takes encoded bytes (image_bytes) or use serving.Client")
         images = [image_codec.decode_image(pathlib.Path(v).read_bytes(), height, width, channels).numpy()
                   for v in values]
         return signature, {"image": np.stack(images).astype(np.float32)}

@@ -26,9 +26,9 @@ from zoo.tasks.classification import Classification, classify_outputs, label_tab
 log = logging.getLogger(__name__)
 
 TEXT_FEATURE = "text"  # the tf.Example bytes feature `classify` reads
-# Tokens per example when neither the run nor the caller says: short offline sentences
-# need few, real reviews and news more.
-OFFLINE_SEQUENCE_LENGTH, TFDS_SEQUENCE_LENGTH = 32, 128
+# Tokens per example when neither the caller nor the dataset's registration says (real
+# reviews and news; the short offline sentences register 32).
+DEFAULT_SEQUENCE_LENGTH = 128
 # Used only when no real text can be read (a Keras model exported without a dataset).
 _FALLBACK_TEXTS = ("The team won the final match.", "A new telescope found a galaxy.",
                    "", "Stock markets rose after the merger.")
@@ -80,10 +80,9 @@ class TextClassification(Classification):
     def data_options_for(self, model_kwargs: dict) -> dict:
         return {"sequence_length": model_kwargs.get("sequence_length")}
 
-    def prepare_examples(self, ds, info, source, data_dir=None, download=True, sequence_length=None,
-                         vocabulary=None):
+    def prepare_examples(self, ds, info, data_dir=None, download=True, sequence_length=None, vocabulary=None):
         if sequence_length is None:
-            sequence_length = OFFLINE_SEQUENCE_LENGTH if source.offline else TFDS_SEQUENCE_LENGTH
+            sequence_length = DEFAULT_SEQUENCE_LENGTH
         if vocabulary is None:
             vocabulary = text_vocabulary(info.name, data_dir, download)
         elif isinstance(vocabulary, (str, pathlib.Path)):
@@ -111,7 +110,7 @@ class TextClassification(Classification):
         if sequence_length is None:
             raise ValueError("A text classifier needs a fixed sequence_length (token_ids [B, T]).")
         info, config = source.dataset or {}, source.config or {}
-        name = source.options.get("dataset") or source.dataset_name
+        name = source.dataset_name
         if source.run_dir is not None and info.get("vocabulary_file"):
             vocabulary = self.read_run_assets(source.run_dir, info)["vocabulary"]
         elif name:
@@ -129,9 +128,9 @@ class TextClassification(Classification):
         return dict(super().card(assets), sequence_length=assets["sequence_length"],
                     vocabulary_size=len(assets["vocabulary"]) + tokenizers.SPECIAL_TOKENS)
 
-    def examples(self, source: ExportSource, given, dataset, count):
+    def examples(self, source: ExportSource, given, count):
         config = source.config or {}
-        name = dataset or source.dataset_name
+        name = source.dataset_name
         if given is not None:
             return {"text": _as_bytes(list(given)[:count])}, "given"
         texts, origin = None, "fixed sentences"
@@ -193,10 +192,18 @@ class TextClassification(Classification):
 
     # --- command line ------------------------------------------------------------
     def read_request(self, values, signatures, signature=None):
-        """Texts as given; a path to an existing file sends the file's text."""
+        """Texts as given, or text files (all values files, or none)."""
         signature = signature or "serving_default"
-        texts = [pathlib.Path(v).read_text(encoding="utf-8") if pathlib.Path(v).is_file() else v for v in values]
-        return signature, {"text": _as_bytes(texts)}
+        if list(signatures.get(signature, {}).get("inputs", {})) != ["text"]:
+            raise ValueError(f"signature {signature!r} does not take text; zoo predict sends texts to "
+                             "serving_default (use serving.Client for classify)")
+        files = [pathlib.Path(v).is_file() for v in values]
+        if any(files) and not all(files):
+            raise ValueError("give files or texts, not both (not files: "
+                             f"{', '.join(v for v, f in zip(values, files) if not f)})")
+        if all(files):
+            values = [pathlib.Path(v).read_bytes().decode("utf-8", "replace") for v in values]
+        return signature, {"text": _as_bytes(values)}
 
 
 TASK = register_task(TextClassification())

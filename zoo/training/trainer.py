@@ -81,6 +81,7 @@ def _prepare_run_dir(run_dir: pathlib.Path, config: TrainConfig, overwrite: bool
         shutil.rmtree(run_dir)
     elif saved.exists():
         previous = json.loads(saved.read_text())
+        previous.setdefault("task", config.task)  # runs from before config.json recorded the task
         if previous != config.to_json():
             changed = sorted(k for k in set(previous) | set(config.to_json())
                              if previous.get(k) != config.to_json().get(k))
