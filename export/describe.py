@@ -13,13 +13,14 @@ import pathlib
 def _version_dir(path: pathlib.Path) -> pathlib.Path:
     if (path / "saved_model.pb").exists():
         return path
-    versions = sorted((int(d.name) for d in path.iterdir() if d.name.isdigit() and (d / "saved_model.pb").exists()),
-                      reverse=True) if path.is_dir() else []
+    # TF Serving's version is the folder's number; the folder keeps its name (00000123).
+    versions = [d for d in path.iterdir() if d.name.isdigit() and (d / "saved_model.pb").exists()] \
+        if path.is_dir() else []
     if not versions:
         raise FileNotFoundError(
             f"{path} is neither a SavedModel version folder nor a model folder with numeric "
             f"versions; pass e.g. models/<name> or models/<name>/<version>.")
-    return path / str(versions[0])
+    return max(versions, key=lambda d: int(d.name))
 
 
 def is_export(path) -> bool:
@@ -61,6 +62,8 @@ def describe_export(path) -> dict:
         "task": card.get("task"),
         "architecture": card.get("architecture"),
         "labels": card.get("labels"),
+        # What the task recorded (image size and pixel limit, tokenizer, ...).
+        "task_fields": {k: card[k] for k in card.get("task_fields", []) if k != "labels"},
         # Read from saved_model.pb, so it is what a server sees even if the card is stale.
         "signatures": model_card.read_signatures(version_dir),
         "metrics": card.get("metrics"),
@@ -84,6 +87,8 @@ def format_export(info: dict) -> str:
     if info["labels"]:
         lines.append(f"  labels ({len(info['labels'])}): {', '.join(info['labels'][:20])}"
                      + (" ..." if len(info["labels"]) > 20 else ""))
+    for key, value in info["task_fields"].items():
+        lines.append(f"  {key}: {json.dumps(value)}")
     lines.append("  signatures:")
     for key, sig in info["signatures"].items():
         ins = ", ".join(f"{k} {v['dtype']}{_shape(v)}" for k, v in sig["inputs"].items())

@@ -101,7 +101,7 @@ def build_model_card(*, export_dir, model_name: str, version: int, task: str, ar
     clash = sorted(set(task_fields) & set(card))
     if clash:
         raise ValueError(f"The task's model card fields {clash} clash with the card's own; rename them.")
-    return {**card, **task_fields}
+    return {**card, **task_fields, "task_fields": sorted(task_fields)}
 
 
 def write_model_card(export_dir, card: dict) -> pathlib.Path:

@@ -301,8 +301,10 @@ def test_cli_export_then_info(digits_run, tmp_path, capsys):
     assert info["signatures"]["image_bytes"]["inputs"] == {"image_bytes": {"dtype": "string", "shape": [None]}}
     assert info["metrics"]["accuracy"] > 0.5 and info["training"]["model"] == "simple_cnn"
     assert info["library_versions"]["keras"]
+    assert info["task_fields"] == {"image_shape": [8, 8, 1], "max_image_pixels": 40_000_000}
     page = format_export(info)
     assert "classify (classify): inputs string[B] -> classes string[B,10], scores float32[B,10]" in page
+    assert "  max_image_pixels: 40000000" in page
 
 
 def test_models_config_keeps_edits_and_sets_policies(tmp_path):
