@@ -8,6 +8,11 @@ go the whole way with no change to any project file: `zoo.train` -> `export_save
 (verified in a fresh process) -> `zoo-model-server` -> Regress and Predict over gRPC.
 """
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -201,3 +206,33 @@ def test_zoo_export_takes_only_the_tasks_own_options(plane_run, tmp_path, capsys
     err = capsys.readouterr().err
     assert "verify: not an export option of a vector_regression model; its options: none" in err
     assert not (tmp_path / "models").exists()
+
+
+def _zoo(argv, pythonpath):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(map(str, pythonpath)))
+    return subprocess.run([sys.executable, "-m", "zoo.cli", *argv], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_another_package_adds_the_task_through_its_entry_point(plane_run, tmp_path):
+    """`zoo export` of a vector_regression run in a fresh process: the task is found
+    through the `zoo.plugins` entry point of an installed package (here a .dist-info
+    beside this module), and named as missing without it."""
+    tests = pathlib.Path(__file__).parent
+    base = tmp_path / "models"
+    argv = ["export", str(plane_run), "--base-path", str(base), "--model-name", "plane"]
+    missing = _zoo(argv, [tests])
+    assert missing.returncode == 2
+    assert "Unknown task 'vector_regression'" in missing.stderr and "'zoo.plugins' entry point" in missing.stderr
+
+    site = tmp_path / "site"
+    info = site / "plane_plugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: plane-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[zoo.plugins]\nvector_regression = test_task_plugin\n")
+    found = _zoo(argv, [site, tests])
+    assert found.returncode == 0, found.stderr[-3000:]
+    assert "Exported plane version 1" in found.stdout
+    assert read_model_card(base / "plane" / "1")["task"] == "vector_regression"
+    listed = _zoo(["list", "--task", "vector_regression"], [site, tests])
+    assert listed.returncode == 0 and "tiny_linear" in listed.stdout

@@ -15,6 +15,7 @@ import inspect
 from typing import Any, Callable
 
 from zoo import tasks
+from zoo.plugins import load_plugins
 
 _MODELS: dict[str, "ModelSpec"] = {}
 
@@ -130,5 +131,8 @@ def build_model(name: str, **kwargs):
 
 
 def _ensure_registered():
-    # Importing the families runs their @register_model decorators.
+    # Importing the families runs their @register_model decorators; other packages'
+    # models register when their entry points load.
     import zoo.models  # noqa: F401
+
+    load_plugins()

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from zoo.data.info import DatasetInfo
+from zoo.plugins import load_plugins
 
 _DATASETS: dict[str, "Dataset"] = {}
 
@@ -190,3 +191,5 @@ def _ensure_registered():
     import zoo.data.synthetic_shapes  # noqa: F401
     import zoo.data.synthetic_topics  # noqa: F401
     import zoo.data.tfds_source  # noqa: F401
+
+    load_plugins()  # other packages' datasets

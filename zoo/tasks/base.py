@@ -22,6 +22,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from zoo.plugins import GROUP as PLUGIN_GROUP, load_plugins
+
 # TF Serving's method names (tensorflow_serving/servables/tensorflow/*.cc): Classify and
 # Regress requests are refused by signatures that do not carry theirs.
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -236,14 +238,18 @@ def register_task(task: Task) -> Task:
 
 
 def get_task(name: str) -> Task:
+    if isinstance(name, str) and name not in _TASKS:
+        load_plugins()  # a task of another package registers when its entry point loads
     if not isinstance(name, str) or name not in _TASKS:
         close = difflib.get_close_matches(str(name), list(_TASKS), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown task {name!r}.{hint} Known tasks: {', '.join(sorted(_TASKS))}.")
+        raise ValueError(f"Unknown task {name!r}.{hint} Known tasks: {', '.join(sorted(_TASKS))}. A task of "
+                         f"another package is found through its {PLUGIN_GROUP!r} entry point (README, Tasks).")
     return _TASKS[name]
 
 
 def list_tasks() -> list[str]:
+    load_plugins()
     return sorted(_TASKS)
 
 
