@@ -24,6 +24,7 @@ import logging
 import os
 import time
 from collections import namedtuple
+from concurrent import futures
 
 import grpc
 import numpy as np
@@ -69,6 +70,11 @@ _Run = namedtuple("_Run", "servable signature_name inputs output_keys timeout ba
 
 def _invalid(message):
     return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def _deadline_exceeded(timeout):
+    return ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                        f"Deadline Exceeded: the model run took longer than the request's {timeout * 1000:.0f} ms")
 
 
 def _debug_string(message):
@@ -126,11 +132,14 @@ class ServerCore:
     instead of blocking a thread on it.
     """
 
-    def __init__(self, manager, *, batcher=None, metrics=None, enable_signature_method_name_check=False):
+    def __init__(self, manager, *, batcher=None, metrics=None, enable_signature_method_name_check=False,
+                 max_concurrent_runs=64):
         self.manager = manager
         self.batcher = batcher
         self.metrics = metrics if metrics is not None else Metrics()
         self.enable_signature_method_name_check = enable_signature_method_name_check
+        self.max_concurrent_runs = max_concurrent_runs
+        self._deadline_pool = None
 
     # PredictionService.
 
@@ -356,7 +365,6 @@ class ServerCore:
     def _multi_inference_steps(self, servable, request, timeout, batch=True):
         model_name = ""
         signature_names = []
-        input_tensor = None
         plans = []
         for task in request.tasks:
             if not task.model_spec.name:
@@ -382,12 +390,8 @@ class ServerCore:
                 raise ServingError(
                     grpc.StatusCode.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}"
                 )
-            # TF Serving feeds one input tensor to every task in a single Session run.
-            name = signature.inputs[input_alias].name
-            if input_tensor is None:
-                input_tensor = name
-            elif name != input_tensor:
-                raise _invalid("Input tensor must be the same for all Signatures.")
+            # The same serialized examples go to every task's input tensor, whatever its
+            # name (tf.saved_model.save gives each signature a placeholder of its own).
             plans.append((task, signature_name, input_alias, output_keys))
         examples = _examples(request.input)
         response = inference_pb2.MultiInferenceResponse()
@@ -545,15 +549,37 @@ class ServerCore:
         with self._model_run(servable, api):
             if batch and self.batcher is not None:
                 return self.batcher.run(servable, signature_name, inputs, output_keys, timeout)
-            return servable.run(signature_name, inputs, output_keys)
+            if timeout is None:
+                return servable.run(signature_name, inputs, output_keys)
+            # The deadline is the caller's (a gRPC deadline, --rest_api_timeout_in_ms):
+            # past it the request is answered DEADLINE_EXCEEDED, as TF Serving's session
+            # run with RunOptions.timeout_in_ms is, while the run finishes on its thread.
+            future = self._runner().submit(servable.run, signature_name, inputs, output_keys)
+            try:
+                return future.result(timeout=max(timeout, 0.0))
+            except futures.TimeoutError:
+                raise _deadline_exceeded(timeout) from None
 
     async def _run_async(self, servable, signature_name, inputs, output_keys, timeout, batch, api):
         with self._model_run(servable, api):
             if batch and self.batcher is not None:
                 return await self.batcher.run_async(servable, signature_name, inputs, output_keys, timeout)
-            return await asyncio.get_running_loop().run_in_executor(
+            run = asyncio.get_running_loop().run_in_executor(
                 None, servable.run, signature_name, inputs, output_keys
             )
+            if timeout is None:
+                return await run
+            try:
+                return await asyncio.wait_for(asyncio.shield(run), max(timeout, 0.0))
+            except asyncio.TimeoutError:
+                raise _deadline_exceeded(timeout) from None
+
+    def _runner(self) -> futures.ThreadPoolExecutor:
+        """Threads for model runs that have a deadline (made on first use)."""
+        if self._deadline_pool is None:
+            self._deadline_pool = futures.ThreadPoolExecutor(
+                max_workers=self.max_concurrent_runs, thread_name_prefix="model-run")
+        return self._deadline_pool
 
     @staticmethod
     def _plan(servable, signature_name, signature):
@@ -581,16 +607,15 @@ class ServerCore:
         given = request.inputs
         if len(given) != len(expected) or not all(alias in given for alias in expected):
             return self._predict_inputs_in_full(signature, request)
+        # Names and dtypes are checked, not shapes: TF Serving feeds each tensor to the
+        # session by name and lets the graph decide (half_plus_two takes x of shape [3]
+        # into a [-1,1] signature), as the servables here do too.
         inputs = {}
-        for index, (alias, dtype, dims) in enumerate(specs):
+        for index, (alias, dtype, _dims) in enumerate(specs):
             proto = given[alias]
             array = tensors.to_ndarray(proto, alias)
             if dtype != types_pb2.DT_INVALID and proto.dtype != dtype:
                 raise self._dtype_error(index, dtype, proto.dtype)
-            if dims is not None:
-                shape = array.shape
-                if len(dims) != len(shape) or any(e >= 0 and e != g for e, g in zip(dims, shape)):
-                    raise self._shape_error(alias, list(shape), list(dims))
             inputs[alias] = array
         return inputs
 
@@ -600,13 +625,6 @@ class ServerCore:
         return _invalid(
             f"Expects arg[{index}] to be {tensors.dtype_string(expected)} but "
             f"{tensors.dtype_string(got)} is provided"
-        )
-
-    @staticmethod
-    def _shape_error(alias, got, expected):
-        return _invalid(
-            f"Input {alias} has shape {tensors.shape_string(got)}, which is incompatible "
-            f"with the signature's shape {tensors.shape_string(expected)}"
         )
 
     def _predict_inputs_in_full(self, signature, request):
@@ -638,7 +656,6 @@ class ServerCore:
             array = tensors.to_ndarray(proto, alias)
             if info.dtype != types_pb2.DT_INVALID and proto.dtype != info.dtype:
                 raise self._dtype_error(index, info.dtype, proto.dtype)
-            self._check_shape(alias, info, array)
             inputs[alias] = array
         unused = sorted(set(sent) - set(expected))
         if unused:
@@ -647,16 +664,6 @@ class ServerCore:
                 f"{','.join(a for a in sent if a in inputs)}, request input: {','.join(sent)}"
             )
         return inputs
-
-    @staticmethod
-    def _check_shape(alias, info, array):
-        shape = info.tensor_shape
-        if shape.unknown_rank or not info.HasField("tensor_shape"):
-            return
-        expected = [d.size for d in shape.dim]
-        got = list(array.shape)
-        if len(expected) != len(got) or any(e >= 0 and e != g for e, g in zip(expected, got)):
-            raise ServerCore._shape_error(alias, got, expected)
 
     @staticmethod
     def _output_keys(signature, output_filter):

@@ -5,7 +5,12 @@ MultiInference, GetModelMetadata) and `tensorflow.serving.ModelService`
 (GetModelStatus, HandleReloadConfigRequest) from tensorflow-serving-api's
 generated stubs, and `grpc.health.v1.Health` from grpcio-health-checking. Message
 sizes are unlimited (TF Serving sets INT32_MAX); `--grpc_channel_arguments` are
-passed through, integers as integers.
+passed through, integers as integers. The ports are plain text unless given
+credentials: `server_credentials` makes them from an `SSLConfig`
+(--ssl_config_file: TLS, with client certificates required and checked against
+its custom_ca when client_verify is true) or for Google ALTS
+(--use_alts_credentials), as TF Serving's BuildServerCredentials does; they apply
+to the TCP port and the Unix socket alike.
 
 Two servers behind one interface, the same services and answers on both:
 
@@ -151,7 +156,7 @@ def parse_channel_arguments(text):
 class AsyncioServer:
     """grpcio's asyncio server on an event loop thread of its own, driven like `grpc.Server`.
 
-    `add_insecure_port`, `start()` and `stop(grace)` (which returns a
+    `add_insecure_port`, `add_secure_port`, `start()` and `stop(grace)` (which returns a
     `threading.Event` set once the server has stopped) behave as on the
     thread-pool server, so `ModelServer` starts, drains and stops both alike.
     """
@@ -208,6 +213,9 @@ class AsyncioServer:
     def add_insecure_port(self, address):
         return self._in_loop(self._server.add_insecure_port, address)
 
+    def add_secure_port(self, address, credentials):
+        return self._in_loop(self._server.add_secure_port, address, credentials)
+
     def start(self):
         self._run(self._server.start())
 
@@ -237,8 +245,44 @@ class AsyncioServer:
         return self._stopped
 
 
+def server_credentials(ssl_config=None, use_alts=False):
+    """gRPC server credentials for an `SSLConfig` or ALTS; None for plain text.
+
+    Args:
+        ssl_config: a checked `tensorflow.serving.SSLConfig` (serving.config
+            read_ssl_config / check_ssl_config), or None.
+        use_alts: Google ALTS credentials (--use_alts_credentials).
+
+    Raises:
+        ServingError: INVALID_ARGUMENT when both are asked for (TF Serving takes
+            one or the other), or when gRPC cannot make ALTS credentials here.
+    """
+    if ssl_config is not None and use_alts:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           "Only one of --use_alts_credentials and --ssl_config_file can be set.")
+    if use_alts:
+        return grpc.alts_server_credentials()
+    if ssl_config is None:
+        return None
+    return grpc.ssl_server_credentials(
+        [(ssl_config.server_key.encode(), ssl_config.server_cert.encode())],
+        root_certificates=ssl_config.custom_ca.encode() if ssl_config.custom_ca else None,
+        require_client_auth=ssl_config.client_verify,
+    )
+
+
+def _add_port(server, address, credentials):
+    try:
+        if credentials is None:
+            return server.add_insecure_port(address)
+        return server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpcio raises where it used to return 0
+        return 0
+
+
 def build_grpc_server(core, *, host="localhost", port=0, socket_path="", channel_arguments="",
-                      max_threads=32, asynchronous=False):
+                      max_threads=32, asynchronous=False, credentials=None, health_service=True,
+                      alts=False):
     """A gRPC server with TF Serving's services on `core`, bound but not started.
 
     Args:
@@ -251,6 +295,10 @@ def build_grpc_server(core, *, host="localhost", port=0, socket_path="", channel
             asyncio server, the pool for the methods that do not await).
         asynchronous: serve on the asyncio server (for batching; see the module
             docstring) instead of the thread-pool server.
+        credentials: `server_credentials(...)` for the ports, or None for plain text.
+        health_service: register grpc.health.v1.Health (the returned servicer
+            exists, and is driven, either way).
+        alts: the credentials are ALTS (for the error when they cannot bind).
 
     Returns:
         (server, bound_port, health_servicer).
@@ -278,16 +326,24 @@ def build_grpc_server(core, *, host="localhost", port=0, socket_path="", channel
         health_servicer = server.health_servicer()
     else:
         health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if health_service:
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    why = ""
+    if alts:
+        why = " with ALTS credentials (gRPC makes them only on Google Cloud)"
     bound = None
-    if port is not None:
-        address = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
-        bound = server.add_insecure_port(address)
-        if not bound:
-            raise ServingError(grpc.StatusCode.UNAVAILABLE, f"Failed to bind gRPC server to {address}")
-    if socket_path:
-        if not server.add_insecure_port(f"unix:{socket_path}"):
-            raise ServingError(grpc.StatusCode.UNAVAILABLE, f"Failed to listen on unix:{socket_path}")
+    try:
+        if port is not None:
+            address = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+            bound = _add_port(server, address, credentials)
+            if not bound:
+                raise ServingError(grpc.StatusCode.UNAVAILABLE, f"Failed to bind gRPC server to {address}{why}")
+        if socket_path:
+            if not _add_port(server, f"unix:{socket_path}", credentials):
+                raise ServingError(grpc.StatusCode.UNAVAILABLE, f"Failed to listen on unix:{socket_path}{why}")
+    except BaseException:
+        server.stop(None)  # the asyncio server's loop thread and pool end with it
+        raise
     return server, bound, health_servicer
 
 

@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import concurrent.futures
 import http.server
-import inspect
 import json
 import logging
 import re
 import socket
 import threading
+import time
 import urllib.parse
+from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
@@ -52,6 +52,9 @@ from tensorflow_serving.apis import (
 from serving.errors import ServingError, code_from_int
 from serving.tensors import dtype_string
 
+if TYPE_CHECKING:
+    from serving.core import ServerCore
+
 __all__ = ["RestServer", "start_rest_server", "HTTP_STATUS", "tensor_json", "json_value_to_tensor"]
 
 logger = logging.getLogger(__name__)
@@ -61,6 +64,16 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BODY_BYTES = 64 << 20
 # Deeper JSON than any real tensor needs is refused before it is parsed.
 DEFAULT_MAX_JSON_DEPTH = 100
+# Connections open at once (one thread each). Past it, the connection idle the longest
+# is closed to make room; when none is idle, new connections wait in the listen queue.
+DEFAULT_MAX_CONNECTIONS = 128
+# Seconds a keep-alive connection may wait for its next request (or a new one for
+# its first) before it is closed.
+DEFAULT_IDLE_TIMEOUT_S = 30.0
+# Seconds a request may pause while its headers or body are being received.
+REQUEST_READ_TIMEOUT_S = 60.0
+# The most dimensions a JSON tensor may have: numpy iterates arrays of at most 32.
+MAX_TENSOR_RANK = 32
 
 # TF Serving's http_server.cc ToHTTPStatusCode.
 HTTP_STATUS = {
@@ -124,9 +137,51 @@ _INTS = {
 }
 
 
+_END = object()
+
+
 def _json_str(value, limit: int = 200) -> str:
-    """A JSON value as TF Serving quotes it in an error message, cut to `limit` characters."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+    """A JSON value as TF Serving quotes it in an error message, cut to `limit` characters.
+
+    The text is json.dumps's compact form, written without recursion and only as far as
+    `limit`: a value nested thousands deep, or megabytes long, costs no more than a short one.
+    """
+    out, size = [], 0
+    stack = []  # [iterator over a container's items, is it an object, is the next item its first, closer]
+    item, have_item = value, True
+    while size <= limit:
+        if have_item:
+            if isinstance(item, list):
+                text = "["
+                stack.append([iter(item), False, True, "]"])
+            elif isinstance(item, dict):
+                text = "{"
+                stack.append([iter(item.items()), True, True, "}"])
+            else:
+                text = json.dumps(item, ensure_ascii=False, allow_nan=True)
+            out.append(text)
+            size += len(text)
+        if not stack or size > limit:
+            break
+        top = stack[-1]
+        following = next(top[0], _END)
+        if following is _END:
+            stack.pop()
+            out.append(top[3])
+            size += 1
+            have_item = False
+            continue
+        text = "" if top[2] else ","
+        top[2] = False
+        if top[1]:
+            key, item = following
+            text += json.dumps(key, ensure_ascii=False) + ":"
+        else:
+            item = following
+        out.append(text)
+        size += len(text)
+        have_item = True
+    text = "".join(out)
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -236,7 +291,7 @@ def _leaves(value):
     if isinstance(value, list):
         try:
             arr = np.array(value, dtype=object)
-        except ValueError:  # deeper than numpy's dimension limit
+        except (ValueError, RuntimeError):  # ragged in depth, or deeper than numpy goes
             return None, None
     else:
         arr[()] = value
@@ -256,9 +311,15 @@ def json_value_to_tensor(value, dtype: int) -> tensor_pb2.TensorProto:
                                                                      types_pb2.DT_STRING):
         raise _Error(grpc.StatusCode.UNIMPLEMENTED,
                      f"Conversion of JSON Value: {_json_str(value)} to type: {dtype_string(dtype)}")
+    shape = _dense_shape(value)
+    if len(shape) > MAX_TENSOR_RANK:
+        # TF Serving would build the TensorProto and let the model refuse it; numpy (and
+        # so the core) cannot hold it: INVALID_ARGUMENT, in TensorShape's words.
+        raise _invalid("JSON Value: ", _json_str(value), f" has {len(shape)} dimensions which is "
+                       f"over the limit of {MAX_TENSOR_RANK}.")
     leaves, kinds = _leaves(value)
     if leaves is None:
-        _check_dense(value, 0, _dense_shape(value), dtype)
+        _check_dense(value, 0, shape, dtype)  # recurses at most MAX_TENSOR_RANK + 1 deep
         raise _invalid("JSON Value: ", _json_str(value), " is not a dense tensor")  # pragma: no cover
     flat = leaves.ravel()
     allowed = ({bool} if dtype == types_pb2.DT_BOOL else {str, dict} if dtype == types_pb2.DT_STRING
@@ -645,34 +706,22 @@ def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
 
 
 class _RestApi:
-    """TF Serving's HttpRestApiHandler: (method, path, body) -> (status code, JSON text)."""
+    """TF Serving's HttpRestApiHandler: (method, path, body) -> (status code, JSON text).
 
-    def __init__(self, core, timeout_ms: int | None, max_json_depth: int):
+    The REST deadline (--rest_api_timeout_in_ms) starts when the request's body has
+    been read; whatever of it is left when the model is called goes to the core as
+    `timeout`, which answers DEADLINE_EXCEEDED (HTTP 504) once the run outlasts it.
+    """
+
+    def __init__(self, core: ServerCore, timeout_ms: int | None, max_json_depth: int):
         self._core = core
         self._timeout = timeout_ms / 1000.0 if timeout_ms and timeout_ms > 0 else None
         self._max_depth = max_json_depth
-        self._pool = None
-        self._pool_lock = threading.Lock()
-        # serving.core.ServerCore takes `entrypoint` (the metrics label) and `timeout`
-        # (it bounds the wait for a batch); a core without `timeout` is waited on here.
-        self._kwargs, self._own_deadline = {}, set()
-        for name in ("predict", "classify", "regress", "get_model_metadata", "get_model_status"):
-            params = _parameters(getattr(core, name, None))
-            kwargs = {"entrypoint": "REST"} if "entrypoint" in params else {}
-            if name in ("predict", "classify", "regress") and self._timeout is not None:
-                if "timeout" in params:
-                    kwargs["timeout"] = self._timeout
-                else:
-                    self._own_deadline.add(name)
-            self._kwargs[name] = kwargs
-
-    def close(self):
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, str]:
+        deadline = time.monotonic() + self._timeout if self._timeout is not None else None
         try:
-            text = self._dispatch(method, path, body)
+            text = self._dispatch(method, path, body, deadline)
             return 200, text
         except Exception as e:  # noqa: BLE001 - every error becomes a JSON answer
             code, message = _status_of(e)
@@ -680,7 +729,18 @@ class _RestApi:
                 logger.exception("REST %s %s failed", method, path)
         return HTTP_STATUS.get(code, 500), json.dumps({"error": message}, ensure_ascii=False)
 
-    def _dispatch(self, method: str, path: str, body: bytes) -> str:
+    def _time_left(self, deadline: float | None) -> float | None:
+        """Seconds left of the request's deadline (None: no deadline), for the core's `timeout`."""
+        if deadline is None:
+            return None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _Error(grpc.StatusCode.DEADLINE_EXCEEDED,
+                         f"Deadline exceeded: the request ran longer than the REST API timeout of "
+                         f"{self._timeout * 1000:.0f} ms (--rest_api_timeout_in_ms)")
+        return left
+
+    def _dispatch(self, method: str, path: str, body: bytes, deadline: float | None) -> str:
         malformed = _invalid(f"Malformed request: {method} {path}")
         if method == "POST":
             m = _PREDICT_RE.fullmatch(path)
@@ -690,14 +750,17 @@ class _RestApi:
             spec = _model_spec(name, version, label)
             verb = verb.lower()
             if verb == "predict":
-                return self._predict(spec, body)
-            request = (classification_pb2.ClassificationRequest() if verb == "classify"
-                       else regression_pb2.RegressionRequest())
-            request.model_spec.CopyFrom(spec)
-            _fill_examples(_parse_json(body, self._max_depth), request)
-            response = self._call(verb, request)
-            return (_classification_json(response.result) if verb == "classify"
-                    else _regression_json(response.result))
+                return self._predict(spec, body, deadline)
+            doc = _parse_json(body, self._max_depth)
+            if verb == "classify":
+                request = classification_pb2.ClassificationRequest(model_spec=spec)
+                _fill_examples(doc, request)
+                response = self._core.classify(request, timeout=self._time_left(deadline), entrypoint="REST")
+                return _classification_json(response.result)
+            request = regression_pb2.RegressionRequest(model_spec=spec)
+            _fill_examples(doc, request)
+            response = self._core.regress(request, timeout=self._time_left(deadline), entrypoint="REST")
+            return _regression_json(response.result)
         if method == "GET":
             m = _STATUS_RE.fullmatch(path)
             if not m:
@@ -709,10 +772,10 @@ class _RestApi:
             if metadata:
                 return self._metadata_json(spec)
             request = get_model_status_pb2.GetModelStatusRequest(model_spec=spec)
-            return _proto_json(self._call("get_model_status", request))
+            return _proto_json(self._core.get_model_status(request, entrypoint="REST"))
         raise malformed
 
-    def _predict(self, spec, body: bytes) -> str:
+    def _predict(self, spec, body: bytes, deadline: float | None) -> str:
         doc = _parse_json(body, self._max_depth)
         request = predict_pb2.PredictRequest()
         request.model_spec.CopyFrom(spec)
@@ -738,37 +801,27 @@ class _RestApi:
             raise _invalid("Missing 'inputs' or 'instances' key")
         for name, tensor in tensors.items():
             request.inputs[name].CopyFrom(tensor)
-        response = self._call("predict", request)
+        response = self._core.predict(request, timeout=self._time_left(deadline), entrypoint="REST")
         return _predict_json(response.outputs, row_format)
 
     def _signature_inputs(self, spec, signature_name: str) -> dict:
-        """The signature's inputs (name -> TensorInfo), whose dtypes type the JSON values."""
+        """The signature's inputs (name -> TensorInfo), whose dtypes type the JSON values
+        (http_rest_api_handler.cc GetInfoMap)."""
         name = signature_name or _DEFAULT_SIGNATURE
-        not_found = _invalid(f'Serving signature name: "{name}" not found in signature def')
-        resolve = getattr(self._core, "resolve_signature", None)
-        if resolve is not None:  # serving.core.ServerCore: one signature, nothing serialized
-            lookup = model_pb2.ModelSpec()
-            lookup.CopyFrom(spec)
-            lookup.signature_name = name
-            try:
-                return dict(resolve(lookup)[1].inputs)
-            except ServingError as e:
-                if e.code == grpc.StatusCode.FAILED_PRECONDITION:
-                    raise not_found from None
-                raise
-        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-        request.model_spec.CopyFrom(spec)
-        response = self._call("get_model_metadata", request)
-        sigs = get_model_metadata_pb2.SignatureDefMap()
-        response.metadata["signature_def"].Unpack(sigs)
-        if name not in sigs.signature_def:
-            raise not_found
-        return dict(sigs.signature_def[name].inputs)
+        lookup = model_pb2.ModelSpec()
+        lookup.CopyFrom(spec)
+        lookup.signature_name = name
+        try:
+            return dict(self._core.resolve_signature(lookup)[1].inputs)
+        except ServingError as e:
+            if e.code == grpc.StatusCode.FAILED_PRECONDITION:  # no such signature
+                raise _invalid(f'Serving signature name: "{name}" not found in signature def') from None
+            raise
 
     def _metadata_json(self, spec) -> str:
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         request.model_spec.CopyFrom(spec)
-        response = self._call("get_model_metadata", request)
+        response = self._core.get_model_metadata(request, entrypoint="REST")
         if "signature_def" not in response.metadata:
             raise _Error(grpc.StatusCode.INTERNAL, "Failed to find 'signature_def' key in the "
                          "GetModelMetadataResponse metadata map.")
@@ -779,32 +832,6 @@ class _RestApi:
         # doubled key), and we keep that shape for clients written against it.
         return ('{\n"model_spec":' + _proto_json(response.model_spec) + ",\n"
                 '"metadata": {"signature_def": ' + _proto_json(sigs) + "}\n}\n")
-
-    def _call(self, method: str, request):
-        fn = getattr(self._core, method)
-        if method not in self._own_deadline:
-            return fn(request, **self._kwargs[method])
-        future = self._executor().submit(fn, request, **self._kwargs[method])
-        try:
-            return future.result(timeout=self._timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise _Error(grpc.StatusCode.DEADLINE_EXCEEDED,
-                         f"Deadline exceeded: the request ran longer than the REST API timeout of "
-                         f"{self._timeout * 1000:.0f} ms (--rest_api_timeout_in_ms)") from None
-
-    def _executor(self):
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="rest-call")
-            return self._pool
-
-
-def _parameters(fn) -> set:
-    try:
-        return set(inspect.signature(fn).parameters) if fn is not None else set()
-    except (TypeError, ValueError):
-        return set()
 
 
 def _model_spec(name: str, version: str | None, label: str | None):
@@ -823,10 +850,23 @@ def _model_spec(name: str, version: str | None, label: str | None):
 # ---------------------------------------------------------------------------
 
 
+class _BadFraming(Exception):
+    """A request whose body cannot be delimited safely: answered, then the connection closes."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+_DIGITS_RE = re.compile(r"[0-9]+")
+_HEX_RE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_MAX_TRAILERS = 100
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: a client reuses its connection
     server_version = "zoo-model-server"
-    timeout = 60  # seconds a connection may sit idle or trickle a body
+    timeout = REQUEST_READ_TIMEOUT_S  # seconds a request may pause mid-headers or mid-body
 
     def setup(self):
         super().setup()
@@ -835,10 +875,35 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         logger.debug("%s %s", self.address_string(), format % args)
 
+    def handle_one_request(self):
+        # Between requests the connection is idle: it waits up to the idle timeout for
+        # the first byte of the next one (and may be closed to make room for a new
+        # connection); from that byte on it is busy until the answer is written.
+        server = self.server
+        try:
+            self.connection.settimeout(server.idle_timeout)
+            first = self.rfile.peek(1)
+        except OSError:  # the idle timeout passed, or the connection was closed
+            first = b""
+        if not first or not server.begin_request(self.connection):
+            self.close_connection = True
+            return
+        try:
+            self.connection.settimeout(self.timeout)
+            super().handle_one_request()
+        finally:
+            if server.stopping:
+                self.close_connection = True
+            server.end_request(self.connection)
+
     def handle_expect_100(self):
-        # Refuse an oversized body before the client sends it.
-        length = self._content_length()
-        if length is not None and length > self.server.max_body_bytes:
+        # Refuse a body that is oversized, or cannot be delimited, before the client sends it.
+        try:
+            kind, length = self._framing()
+        except _BadFraming as e:
+            self._refuse(e)
+            return False
+        if kind == "length" and length > self.server.max_body_bytes:
             self._refuse_too_large(length)
             return False
         return super().handle_expect_100()
@@ -858,15 +923,40 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_PATCH(self):
         self._serve("PATCH")
 
-    def _content_length(self):
-        value = self.headers.get("Content-Length")
-        if value is None:
-            return None
-        try:
-            length = int(value)
-        except ValueError:
-            return -1
-        return length if length >= 0 else -1
+    def _framing(self) -> tuple[str, int | None]:
+        """How the body is delimited (RFC 7230 §3.3.3): ("chunked", None), ("length", n) or
+        ("none", None). Raises _BadFraming for headers that two parsers could read two ways
+        (request smuggling) or that name a coding this server does not decode."""
+        codings = [c.strip().lower() for v in self.headers.get_all("Transfer-Encoding", [])
+                   for c in v.split(",") if c.strip()]
+        lengths = [p.strip() for v in self.headers.get_all("Content-Length", []) for p in v.split(",")]
+        if codings:
+            if lengths:
+                raise _BadFraming(400, "Request has both Transfer-Encoding and Content-Length headers")
+            if self.request_version == "HTTP/1.0":
+                raise _BadFraming(400, "Transfer-Encoding is not allowed in an HTTP/1.0 request")
+            if codings[-1] != "chunked":
+                raise _BadFraming(400, "Transfer-Encoding of a request must end with chunked")
+            unknown = [c for c in codings if c != "chunked"]
+            if unknown:
+                raise _BadFraming(501, f"Transfer-Encoding {unknown[0]} is not supported")
+            if len(codings) > 1:
+                raise _BadFraming(400, "Transfer-Encoding applies chunked more than once")
+            return "chunked", None
+        if not lengths:
+            return "none", None
+        if not all(_DIGITS_RE.fullmatch(p) for p in lengths):
+            raise _BadFraming(400, "Invalid Content-Length header")
+        if len({p.lstrip("0") for p in lengths}) > 1:
+            raise _BadFraming(400, "Multiple Content-Length headers with different values")
+        digits = lengths[0].lstrip("0") or "0"
+        # More digits than an int64 holds is larger than any limit (and int() refuses
+        # strings of thousands of digits).
+        return "length", (int(digits) if len(digits) <= 18 else 10**18)
+
+    def _refuse(self, error: _BadFraming):
+        self.close_connection = True
+        self._reply(error.status, json.dumps({"error": error.message}))
 
     def _refuse_too_large(self, length):
         limit = self.server.max_body_bytes
@@ -874,37 +964,44 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._reply(413, json.dumps({"error": f"Request body of {length} bytes is larger than the "
                                               f"limit of {limit} bytes"}))
 
-    def _read_body(self):
-        """The request body, or None after answering 4xx for a bad or oversized one."""
+    def _read_chunked(self):
         limit = self.server.max_body_bytes
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks, total = [], 0
-            while True:
-                line = self.rfile.readline(65537)
-                try:
-                    size = int(line.split(b";")[0].strip(), 16)
-                except ValueError:
-                    self.close_connection = True
-                    self._reply(400, json.dumps({"error": "Malformed chunked request body"}))
-                    return None
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return b"".join(chunks)
-                total += size
-                if total > limit:
-                    self._refuse_too_large(f"more than {limit}")
-                    return None
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(3)
-        length = self._content_length()
-        if length is None:
-            return b""
-        if length < 0:
-            self.close_connection = True
-            self._reply(400, json.dumps({"error": "Invalid Content-Length header"}))
+        chunks, total = [], 0
+        while True:
+            line = self.rfile.readline(65537)
+            size = line.split(b";", 1)[0].strip()
+            if not line.endswith(b"\n") or not _HEX_RE.fullmatch(size):
+                raise _BadFraming(400, "Malformed chunked request body")
+            size = int(size, 16)
+            if size == 0:
+                for _ in range(_MAX_TRAILERS):
+                    trailer = self.rfile.readline(65537)
+                    if trailer in (b"\r\n", b"\n"):
+                        return b"".join(chunks)
+                    if not trailer.endswith(b"\n"):
+                        break  # gone, or a line too long
+                raise _BadFraming(400, "Malformed chunked request body")
+            total += size
+            if total > limit:
+                self._refuse_too_large(f"more than {limit}")
+                return None
+            chunk = self.rfile.read(size)
+            if len(chunk) != size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise _BadFraming(400, "Malformed chunked request body")
+            chunks.append(chunk)
+
+    def _read_body(self):
+        """The request body, or None after answering 4xx/5xx for a bad or oversized one."""
+        try:
+            kind, length = self._framing()
+            if kind == "chunked":
+                return self._read_chunked()
+        except _BadFraming as e:
+            self._refuse(e)
             return None
-        if length > limit:
+        if kind == "none":
+            return b""
+        if length > self.server.max_body_bytes:
             self._refuse_too_large(length)
             return None
         body = self.rfile.read(length)
@@ -915,31 +1012,27 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _serve(self, method: str):
         server = self.server
-        server.busy(self, True)
-        try:
-            path = urllib.parse.urlsplit(self.path).path
-            body = self._read_body()
-            if body is None:
+        path = urllib.parse.urlsplit(self.path).path
+        body = self._read_body()
+        if body is None:
+            return
+        if server.metrics_path and path == server.metrics_path and server.metrics_fn:
+            if method != "GET":
+                self._reply(405, json.dumps({"error": f"{method} not allowed on {path}"}))
                 return
-            if server.metrics_path and path == server.metrics_path and server.metrics_fn:
-                if method != "GET":
-                    self._reply(405, json.dumps({"error": f"{method} not allowed on {path}"}))
-                    return
-                content_type, payload = server.metrics_fn()
-                self._reply(200, payload, content_type)
-                return
-            if not _API_PATH_RE.fullmatch(path):
-                self._reply(404, json.dumps({"error": f"Not found: {method} {path}"}))
-                return
-            status, text = server.api.handle(method, path, body)
-            self._reply(status, text)
-        finally:
-            if server.stopping:
-                self.close_connection = True
-            server.busy(self, False)
+            content_type, payload = server.metrics_fn()
+            self._reply(200, payload, content_type)
+            return
+        if not _API_PATH_RE.fullmatch(path):
+            self._reply(404, json.dumps({"error": f"Not found: {method} {path}"}))
+            return
+        status, text = server.api.handle(method, path, body)
+        self._reply(status, text)
 
     def _reply(self, status: int, body, content_type: str = "application/json"):
         payload = body.encode("utf-8") if isinstance(body, str) else body
+        if self.server.stopping:
+            self.close_connection = True
         head = [f"{self.protocol_version} {status} {self.responses.get(status, ('',))[0]}",
                 f"Server: {self.server_version}",
                 f"Content-Type: {content_type}",
@@ -951,23 +1044,36 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
 
 
+_IDLE, _BUSY, _EVICTED = "idle", "busy", "evicted"
+
+
 class _HTTPServer(http.server.ThreadingHTTPServer):
+    """One thread per connection, at most `max_connections` of them.
+
+    A connection is idle while it waits for a request and busy from a request's first
+    byte to its answer. At the cap, a new connection closes the one idle the longest
+    (a client reconnects, as it must for any closed keep-alive connection); when all
+    are busy it waits, unaccepted, in the listen queue until one finishes.
+    """
+
     daemon_threads = True
     # socketserver's default backlog of 5 drops the SYNs of a burst of new clients, who
     # then wait a full second to retry; TF Serving's listener takes many more.
     request_queue_size = 1024
 
-    def __init__(self, address, api, metrics_path, metrics_fn, max_body_bytes):
+    def __init__(self, address, api, metrics_path, metrics_fn, max_body_bytes, max_connections, idle_timeout):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.api = api
         self.metrics_path = metrics_path
         self.metrics_fn = metrics_fn
         self.max_body_bytes = max_body_bytes
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
         self.stopping = False
         self._lock = threading.Lock()
-        self._connections = {}  # socket -> busy?
-        self._idle = threading.Condition(self._lock)
+        self._changed = threading.Condition(self._lock)
+        self._connections = {}  # socket -> [state, monotonic time it entered that state]
         super().__init__(address, _Handler)
 
     def handle_error(self, request, client_address):
@@ -976,39 +1082,83 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
 
     def process_request(self, request, client_address):
         with self._lock:
-            self._connections[request] = False
-        super().process_request(request, client_address)
+            while len(self._connections) >= self.max_connections and not self.stopping:
+                if not any(c[0] == _EVICTED for c in self._connections.values()):
+                    self._evict_idlest()
+                self._changed.wait(0.1)
+            if self.stopping:
+                admitted = False
+            else:
+                admitted = True
+                self._connections[request] = [_IDLE, time.monotonic()]
+        if not admitted:
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:  # no thread could be started
+            self.shutdown_request(request)
+            raise
+
+    def _evict_idlest(self):
+        idle = [(since, sock) for sock, (state, since) in self._connections.items() if state == _IDLE]
+        if not idle:
+            return
+        _, sock = min(idle, key=lambda t: t[0])
+        self._connections[sock][0] = _EVICTED
+        _shut(sock)
 
     def shutdown_request(self, request):
         with self._lock:
             self._connections.pop(request, None)
-            self._idle.notify_all()
+            self._changed.notify_all()
         super().shutdown_request(request)
 
-    def busy(self, handler, flag: bool):
+    def begin_request(self, sock) -> bool:
+        """Marks a connection busy as a request starts; False if it was closed meanwhile."""
         with self._lock:
-            if handler.connection in self._connections:
-                self._connections[handler.connection] = flag
-            self._idle.notify_all()
+            entry = self._connections.get(sock)
+            if entry is None or entry[0] == _EVICTED:
+                return False
+            entry[:] = [_BUSY, time.monotonic()]
+            self._changed.notify_all()
+            return True
+
+    def end_request(self, sock):
+        with self._lock:
+            entry = self._connections.get(sock)
+            if entry is not None and entry[0] == _BUSY:
+                entry[:] = [_IDLE, time.monotonic()]
+            self._changed.notify_all()
+
+    def shutdown(self):
+        with self._lock:
+            self.stopping = True  # also frees an accept waiting for room
+            self._changed.notify_all()
+        super().shutdown()
 
     def drain(self, grace: float):
         """Lets requests in flight finish (up to `grace` s) and closes idle connections."""
-        self.stopping = True
         with self._lock:
-            self._idle.wait_for(lambda: not any(self._connections.values()), timeout=grace)
+            self.stopping = True
+            self._changed.wait_for(
+                lambda: not any(c[0] == _BUSY for c in self._connections.values()), timeout=grace)
             for sock in list(self._connections):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                _shut(sock)
+
+
+def _shut(sock):
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 class RestServer:
     """A running REST server: `.port` (the bound one), `.url`, `.stop()`."""
 
-    def __init__(self, httpd: _HTTPServer, api: _RestApi):
+    def __init__(self, httpd: _HTTPServer):
         self._httpd = httpd
-        self._api = api
         self.host = httpd.server_address[0]
         self.port = httpd.server_address[1]
         self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2},
@@ -1029,37 +1179,46 @@ class RestServer:
         self._httpd.shutdown()
         self._httpd.drain(grace)
         self._httpd.server_close()
-        self._api.close()
         self._thread.join(timeout=5)
 
 
-def start_rest_server(core, host: str, port: int, timeout_ms: int | None = 30000,
+def start_rest_server(core: ServerCore, host: str, port: int, timeout_ms: int | None = 30000,
                       metrics_path: str | None = None, metrics_fn=None, *,
                       max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                      max_json_depth: int = DEFAULT_MAX_JSON_DEPTH) -> RestServer:
+                      max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
+                      max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                      idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT_S) -> RestServer:
     """Serves TF Serving's REST API for `core` on host:port (port 0 picks a free one).
 
     Args:
-        core: the model server core (predict, classify, regress, get_model_metadata,
-            get_model_status on tensorflow_serving.apis protos).
+        core: the `serving.core.ServerCore` to serve.
         host, port: where to listen.
-        timeout_ms: --rest_api_timeout_in_ms; a call running longer answers 504
-            DEADLINE_EXCEEDED. 0 or None: no limit.
+        timeout_ms: --rest_api_timeout_in_ms, the deadline of a request from the moment
+            its body has been read; the core gets what is left of it as `timeout`, and a
+            request that outlasts it answers 504 DEADLINE_EXCEEDED. 0 or None: no limit.
         metrics_path, metrics_fn: serve `metrics_fn() -> (content_type, body)` at
             this path (the monitoring config's Prometheus path); without a
             metrics_fn, the core's `metrics_exposition`.
         max_body_bytes: larger bodies are refused with 413.
         max_json_depth: deeper JSON is refused with 400.
+        max_connections: connections open at once (one thread each); past it the
+            connection idle the longest is closed, or, when none is idle, new ones
+            wait to be accepted.
+        idle_timeout: seconds a connection may wait for its next request before it
+            is closed; None: no limit.
 
     Example:
         server = start_rest_server(core, "localhost", 8501, timeout_ms=30000)
         ...
         server.stop()
     """
+    if max_connections < 1:
+        raise ValueError(f"max_connections must be at least 1, not {max_connections}")
     if metrics_path and metrics_fn is None:
-        metrics_fn = getattr(core, "metrics_exposition", None)  # serving.core.ServerCore has it
+        metrics_fn = core.metrics_exposition
     api = _RestApi(core, timeout_ms, max_json_depth)
-    httpd = _HTTPServer((host, port), api, metrics_path, metrics_fn, max_body_bytes)
-    server = RestServer(httpd, api)
+    httpd = _HTTPServer((host, port), api, metrics_path, metrics_fn, max_body_bytes, max_connections,
+                        idle_timeout if idle_timeout and idle_timeout > 0 else None)
+    server = RestServer(httpd)
     logger.info("REST API listening on %s", server.url)
     return server

@@ -4,6 +4,8 @@ It is what the `zoo-model-server` console script runs. The keyword arguments are
 tensorflow_model_server's flags; `start()` does what its `main` does: read the
 config files, load every model (failing if one cannot be loaded), then open the
 gRPC port (and the REST port, through `serving.rest`, when one is asked for);
+with an `SSLConfig` (--ssl_config_file) gRPC is served over TLS, checked before
+any model loads; REST stays plain HTTP, as TF Serving's REST server does;
 `stop(grace)` turns health to NOT_SERVING, stops taking requests, lets the ones in
 flight finish and unloads the models.
 
@@ -23,11 +25,18 @@ from serving import flags as server_flags
 from serving.batching import BatchingOptions, BatchScheduler
 from serving.core import ServerCore
 from serving.errors import ServingError
-from serving.grpc_server import build_grpc_server, set_serving
+from serving.grpc_server import build_grpc_server, server_credentials, set_serving
 from serving.metrics import PROMETHEUS_PATH, Metrics
 from serving.servables import ModelManager
 
 log = logging.getLogger(__name__)
+
+# TF Serving's REST server (net_http over libevent) has no TLS either.
+REST_PLAIN_HTTP_WARNING = (
+    "%s secures gRPC only: the HTTP/REST API at %s:%s is plain HTTP (TF Serving's "
+    "REST server has no TLS either). Keep --rest_api_host on localhost, or put a TLS-terminating "
+    "proxy in front of it."
+)
 
 
 class ModelServer:
@@ -49,6 +58,14 @@ class ModelServer:
         grpc_socket_path: also serve gRPC on this Unix socket.
         grpc_channel_arguments: "key=value,..." gRPC server arguments.
         grpc_max_threads: gRPC worker threads (0: 4 per CPU, at least 32).
+        ssl_config: a `tensorflow.serving.SSLConfig` proto, or its text, instead
+            of a file: serve gRPC over TLS.
+        ssl_config_file: --ssl_config_file (the SSLConfig in text format; its
+            fields hold the PEM texts).
+        use_alts_credentials: serve gRPC with Google ALTS credentials (Google
+            Cloud only; not with an SSL config).
+        enable_grpc_healthcheck_service: serve grpc.health.v1.Health (on by
+            default here; TF Serving's flag defaults to off).
         enable_batching: batch concurrent requests (server-side batching).
         batching_parameters: a `BatchingParameters` proto or its text.
         batching_parameters_file: --batching_parameters_file.
@@ -77,6 +94,10 @@ class ModelServer:
         grpc_socket_path="",
         grpc_channel_arguments="",
         grpc_max_threads=0,
+        ssl_config=None,
+        ssl_config_file="",
+        use_alts_credentials=False,
+        enable_grpc_healthcheck_service=True,
         enable_batching=False,
         batching_parameters=None,
         batching_parameters_file="",
@@ -105,6 +126,10 @@ class ModelServer:
         self.grpc_socket_path = grpc_socket_path
         self.grpc_channel_arguments = grpc_channel_arguments
         self.grpc_max_threads = grpc_max_threads
+        self.ssl_config = ssl_config
+        self.ssl_config_file = ssl_config_file
+        self.use_alts_credentials = use_alts_credentials
+        self.enable_grpc_healthcheck_service = enable_grpc_healthcheck_service
         self.enable_batching = enable_batching
         self.batching_parameters = batching_parameters
         self.batching_parameters_file = batching_parameters_file
@@ -128,6 +153,8 @@ class ModelServer:
         self._health = None
         self._rest = None
         self._grpc_port = None
+        self._tls = False
+        self._client_verify = False
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._config_poller = None
@@ -152,6 +179,9 @@ class ModelServer:
             grpc_socket_path=options.grpc_socket_path,
             grpc_channel_arguments=options.grpc_channel_arguments,
             grpc_max_threads=options.grpc_max_threads,
+            ssl_config_file=options.ssl_config_file,
+            use_alts_credentials=options.use_alts_credentials,
+            enable_grpc_healthcheck_service=options.enable_grpc_healthcheck_service,
             enable_batching=options.enable_batching,
             batching_parameters_file=options.batching_parameters_file,
             monitoring_config_file=options.monitoring_config_file,
@@ -179,6 +209,11 @@ class ModelServer:
         return self._rest.port if self._rest is not None else None
 
     @property
+    def tls(self):
+        """True when gRPC is served with TLS (an SSL config) or ALTS."""
+        return self._tls
+
+    @property
     def address(self):
         """"host:port" of the gRPC API."""
         return f"{self.host}:{self._grpc_port}"
@@ -196,6 +231,8 @@ class ModelServer:
         return self
 
     def _start(self):
+        # Bad credentials fail the start before any model is loaded.
+        credentials = self._server_credentials()
         model_config = self._model_server_config()
         batching = self._batching_options()
         monitoring = self._monitoring_config()
@@ -241,10 +278,14 @@ class ModelServer:
             max_threads=server_flags.grpc_max_threads(self.grpc_max_threads),
             # Batched requests wait on an event loop rather than on worker threads.
             asynchronous=self._batcher is not None,
+            credentials=credentials,
+            health_service=self.enable_grpc_healthcheck_service,
+            alts=self.use_alts_credentials,
         )
+        self._tls = credentials is not None
         self._grpc.start()
         set_serving(self._health, True)
-        log.info("Running gRPC ModelServer at %s:%s ...", self.host, self._grpc_port)
+        log.info("Running gRPC ModelServer at %s:%s%s ...", self.host, self._grpc_port, self._security_note())
         if self.grpc_socket_path:
             log.info("Running gRPC ModelServer at UNIX socket %s ...", self.grpc_socket_path)
         self._start_rest(monitoring)
@@ -263,6 +304,9 @@ class ModelServer:
             metrics_fn=self.core.metrics_exposition,
         )
         log.info("Exporting HTTP/REST API at:%s:%s ...", self.rest_api_host, self._rest.port)
+        if self._tls:
+            flag = "--use_alts_credentials" if self.use_alts_credentials else "--ssl_config_file"
+            log.warning(REST_PLAIN_HTTP_WARNING, flag, self.rest_api_host, self._rest.port)
 
     def stop(self, grace=None):
         """Stop: health NOT_SERVING first, then no new requests, in-flight ones finish.
@@ -320,6 +364,24 @@ class ModelServer:
         self.stop()
 
     # Configuration.
+
+    def _server_credentials(self):
+        ssl_config = self.ssl_config
+        if isinstance(ssl_config, str):
+            ssl_config = config_files.parse_text(ssl_config, config_files.SSLConfig)
+        if ssl_config is not None:
+            config_files.check_ssl_config(ssl_config, "<ssl_config>")
+        elif self.ssl_config_file:
+            ssl_config = config_files.read_ssl_config(self.ssl_config_file)
+        self._client_verify = ssl_config is not None and ssl_config.client_verify
+        return server_credentials(ssl_config, use_alts=self.use_alts_credentials)
+
+    def _security_note(self):
+        if self.use_alts_credentials:
+            return " (ALTS)"
+        if self._tls:
+            return " (TLS, client certificates required)" if self._client_verify else " (TLS)"
+        return ""
 
     def _model_server_config(self):
         if self.config is not None:

@@ -3,7 +3,10 @@
     zoo-model-server --port=8500 --rest_api_port=8501 \
         --model_name=mnist --model_base_path=/models/mnist
 
-It parses TF Serving's flags, starts a `ModelServer` and serves until SIGTERM or
+It parses TF Serving's flags, logs one warning for each flag given that cannot
+apply here (see `serving.flags`), applies the TensorFlow runtime flags
+(--tensorflow_*_parallelism, --tensorflow_session_config_file), starts a
+`ModelServer` and serves until SIGTERM or
 SIGINT, on which health turns NOT_SERVING, new requests are refused and requests in
 flight finish before the process exits 0. Start-up failures are reported the way
 tensorflow_model_server reports them ("Failed to start server. Error: ...") and the
@@ -22,16 +25,105 @@ EXIT_FAILURE = 255
 SHUTDOWN_GRACE_SECONDS = 20
 
 
-def _apply_threading(options):
-    # Must happen before TensorFlow runs its first op.
+# ConfigProto fields of --tensorflow_session_config_file that apply here (set
+# through tf.config before TensorFlow runs its first op); any other field set in
+# the file is named in one warning.
+_SESSION_FIELDS = (
+    "intra_op_parallelism_threads",
+    "inter_op_parallelism_threads",
+    "allow_soft_placement",
+    "log_device_placement",
+    "gpu_options.allow_growth",
+)
+
+
+def _set_fields(message, prefix=""):
+    """Dotted names of the fields set in a proto message, leaves only."""
+    names = []
+    for field, value in message.ListFields():
+        name = prefix + field.name
+        if field.message_type is not None and not field.is_repeated:
+            names.extend(_set_fields(value, name + "."))
+        else:
+            names.append(name)
+    return names
+
+
+def _parallelism(options, session_config):
+    """(intra, inter) thread counts as TF Serving's Server::BuildAndStart picks them.
+
+    The flags win over the session config file's counts; 0 leaves TensorFlow's own.
+    """
+    intra = options.tensorflow_intra_op_parallelism
+    inter = options.tensorflow_inter_op_parallelism
+    session = options.tensorflow_session_parallelism
+    if intra > 0 and inter > 0 and session > 0:
+        import grpc
+
+        from serving.errors import ServingError
+
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Either configure server_options.tensorflow_session_parallelism or "
+            "(server_options.tensorflow_intra_op_parallelism, "
+            "server_options.tensorflow_inter_op_parallelism) separately. You cannot configure all.",
+        )
+    if intra <= 0 and inter <= 0 and session > 0:
+        intra = inter = session
+    if session_config is not None:
+        intra = intra or session_config.intra_op_parallelism_threads
+        inter = inter or session_config.inter_op_parallelism_threads
+    return intra, inter
+
+
+def _apply_tensorflow_options(options):
+    """Apply the TensorFlow runtime flags; return the warnings to log.
+
+    Must happen before TensorFlow runs its first op.
+
+    Raises:
+        ServingError: an unreadable session config file, or conflicting flags.
+    """
     import tensorflow as tf
 
-    intra = options.tensorflow_intra_op_parallelism or options.tensorflow_session_parallelism
-    inter = options.tensorflow_inter_op_parallelism or options.tensorflow_session_parallelism
-    if intra:
-        tf.config.threading.set_intra_op_parallelism_threads(intra)
-    if inter:
-        tf.config.threading.set_inter_op_parallelism_threads(inter)
+    from serving import config as config_files
+
+    session_config = None
+    warnings = []
+    if options.tensorflow_session_config_file:
+        session_config = config_files.read_session_config(options.tensorflow_session_config_file)
+        ignored = [name for name in _set_fields(session_config) if name not in _SESSION_FIELDS]
+        if ignored:
+            warnings.append(
+                f"--tensorflow_session_config_file={options.tensorflow_session_config_file}: "
+                f"{', '.join(ignored)} ignored: only {', '.join(_SESSION_FIELDS)} apply in "
+                "TensorFlow's Python runtime."
+            )
+    intra, inter = _parallelism(options, session_config)
+    try:
+        if intra > 0:
+            tf.config.threading.set_intra_op_parallelism_threads(intra)
+        if inter > 0:
+            tf.config.threading.set_inter_op_parallelism_threads(inter)
+        if session_config is not None:
+            if session_config.allow_soft_placement:
+                tf.config.set_soft_device_placement(True)
+            if session_config.log_device_placement:
+                tf.debugging.set_log_device_placement(True)
+            if session_config.gpu_options.allow_growth:
+                for gpu in tf.config.list_physical_devices("GPU"):
+                    tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError as e:  # only when TensorFlow already runs (main() called in-process)
+        warnings.append(f"TensorFlow runtime settings not applied: {e}")
+    return warnings
+
+
+def _report_start_failure(error):
+    from serving.config import ConfigError
+
+    if isinstance(error, ConfigError) and error.detail:
+        print(error.detail, file=sys.stderr)
+    print(f"Failed to start server. Error: {error}", file=sys.stderr, flush=True)
 
 
 def main(argv=None):
@@ -60,11 +152,19 @@ def main(argv=None):
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname).1s %(name)s] %(message)s", stream=sys.stderr
     )
-    from serving.config import ConfigError
     from serving.errors import ServingError
+    from serving.flags import ignored_flag_warnings
     from serving.server import ModelServer
 
-    _apply_threading(options)
+    log = logging.getLogger("serving.server_main")  # __main__ under python -m
+    for warning in ignored_flag_warnings(options):
+        log.warning(warning)
+    try:
+        for warning in _apply_tensorflow_options(options):
+            log.warning(warning)
+    except ServingError as e:
+        _report_start_failure(e)
+        return EXIT_FAILURE
     # What is loaded by now (TensorFlow: some 300,000 objects) lives as long as the
     # process; frozen, it is no longer walked by every full garbage collection, a
     # pause of over 0.1 s each here. Models loaded later stay collectable.
@@ -76,13 +176,11 @@ def main(argv=None):
         try:
             server.start()
         except ServingError as e:
-            if isinstance(e, ConfigError) and e.detail:
-                print(e.detail, file=sys.stderr)
-            print(f"Failed to start server. Error: {e}", file=sys.stderr, flush=True)
+            _report_start_failure(e)
             return EXIT_FAILURE
         while not stop.wait(0.5):
             pass
-        logging.getLogger(__name__).info("Received shutdown signal; draining requests")
+        log.info("Received shutdown signal; draining requests")
         server.stop(grace=SHUTDOWN_GRACE_SECONDS)
     finally:
         for sig, handler in previous.items():

@@ -6,6 +6,11 @@ classify on tf.Example) plus `regress` and `echo`, which covers the other dtypes
 (int32, bool, string, float64, *_bytes and non-UTF-8 outputs). `start_server` serves
 it with `serving.ModelServer` (gRPC and REST on free ports, labels stable=1 and
 canary=2, Prometheus metrics on), and `reference` is the SavedModel's own answer.
+
+`save_slow(base_path)` writes `<base_path>/slow/1/`, a model that takes as long as it
+is told: each signature spins in the graph (a tf.while_loop on tf.timestamp(), which
+TF Serving loads, unlike a tf.py_function) for the largest `seconds` it is given, on
+every API (predict, classify, regress). `start_slow_server` serves it.
 """
 
 from __future__ import annotations
@@ -79,6 +84,75 @@ class _Toy(tf.Module):
         }
 
 
+def _spin(seconds):
+    """Waits in the graph until `seconds` (a scalar) have passed; returns the time waited."""
+    start = tf.timestamp()
+    stop = start + tf.cast(seconds, tf.float64)
+    now, = tf.while_loop(lambda now: now < stop, lambda now: (tf.timestamp(),), (start,))
+    return tf.cast(now - start, tf.float32)
+
+
+class _Slow(tf.Module):
+    def _seconds(self, inputs):
+        spec = {"seconds": tf.io.FixedLenFeature([], tf.float32)}
+        return tf.io.parse_example(inputs, spec)["seconds"]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="seconds")])
+    def serving_default(self, seconds):
+        waited = _spin(tf.reduce_max(seconds))
+        return {"waited": tf.fill(tf.shape(seconds), waited)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def classify(self, inputs):
+        seconds = self._seconds(inputs)
+        waited = _spin(tf.reduce_max(seconds))
+        rows = tf.shape(inputs)[0]
+        return {"classes": tf.fill([rows, 1], "waited"), "scores": tf.fill([rows, 1], waited)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def regress(self, inputs):
+        seconds = self._seconds(inputs)
+        return {"outputs": tf.fill(tf.shape(seconds), _spin(tf.reduce_max(seconds)))}
+
+
+def _mark_methods(path, methods):
+    # tf.saved_model.save marks every signature "predict"; TF Serving's Classify and
+    # Regress want their own method names, as a TF1 export or the zoo's export writes.
+    pb = os.path.join(path, "saved_model.pb")
+    saved = saved_model_pb2.SavedModel.FromString(open(pb, "rb").read())
+    sigs = saved.meta_graphs[0].signature_def
+    for name, method in methods.items():
+        sigs[name].method_name = method
+    with open(pb, "wb") as f:
+        f.write(saved.SerializeToString())
+
+
+SLOW_MODEL = "slow"
+
+
+def save_slow(base_path) -> str:
+    """Writes <base_path>/slow/1/: every signature waits as many seconds as it is asked."""
+    model_dir = os.path.join(str(base_path), SLOW_MODEL)
+    module = _Slow()
+    path = os.path.join(model_dir, "1")
+    tf.saved_model.save(module, path, signatures={
+        name: getattr(module, name) for name in ("serving_default", "classify", "regress")})
+    _mark_methods(path, {"classify": "tensorflow/serving/classify", "regress": "tensorflow/serving/regress"})
+    return model_dir
+
+
+def start_slow_server(model_dir, **kwargs):
+    """A started `serving.ModelServer` for the slow model on 127.0.0.1, free ports."""
+    import serving
+
+    config = f"""model_config_list {{ config {{
+      name: "{SLOW_MODEL}" base_path: "{model_dir}" model_platform: "tensorflow"
+    }} }}"""
+    options = dict(config=config, port=0, host="127.0.0.1", rest_api_port=0)
+    options.update(kwargs)
+    return serving.ModelServer(**options).start()
+
+
 def save_toy(base_path, versions=(1, 2)) -> str:
     """Writes <base_path>/toy/<version>/ for each version (weights differ per version)."""
     model_dir = os.path.join(str(base_path), MODEL)
@@ -89,15 +163,8 @@ def save_toy(base_path, versions=(1, 2)) -> str:
             name: getattr(module, name)
             for name in ("serving_default", "image_bytes", "classify", "regress", "echo")
         })
-        # tf.saved_model.save marks every signature "predict"; TF Serving's Classify and
-        # Regress want their own method names, as a TF1 export or the zoo's export writes.
-        pb = os.path.join(path, "saved_model.pb")
-        saved = saved_model_pb2.SavedModel.FromString(open(pb, "rb").read())
-        sigs = saved.meta_graphs[0].signature_def
-        sigs["classify"].method_name = "tensorflow/serving/classify"
-        sigs["regress"].method_name = "tensorflow/serving/regress"
-        with open(pb, "wb") as f:
-            f.write(saved.SerializeToString())
+        _mark_methods(path, {"classify": "tensorflow/serving/classify",
+                             "regress": "tensorflow/serving/regress"})
     return model_dir
 
 

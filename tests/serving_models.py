@@ -244,3 +244,140 @@ def run_concurrently(count, client):
     for t in threads:
         t.join()
     return failures
+
+
+# TF Serving's own test model, half_plus_two (y = 0.5 * x + 2), in both SavedModel
+# flavours, written into version folders named with leading zeros as in TF Serving's
+# testdata (saved_model_half_plus_two_cpu/00000123).
+
+HALF_PLUS_TWO_ASSET = b"asset-file-contents"
+
+
+def _asset_source(name="foo.txt"):
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="half_plus_two_assets_")
+    path = os.path.join(folder, name)
+    with open(path, "wb") as f:
+        f.write(HALF_PLUS_TWO_ASSET)
+    return path
+
+
+def write_half_plus_two_tf1(base_path, name, version_dir="00000123", b=2.0):
+    """TF Serving's saved_model_half_plus_two, built as its testdata script builds it.
+
+    A tf.compat.v1 SavedModelBuilder graph: variables a=0.5, b (2.0), c=3.0; a
+    `tf_example` string placeholder parsed for features "x" and "x2"; x [-1,1] ->
+    y = a*x + b, y2 = a*x + c, x2 -> y3; signatures `serving_default` (predict, x ->
+    y), `regress_x_to_y`, `regress_x_to_y2`, `regress_x2_to_y3`, `classify_x_to_y`;
+    an asset assets/foo.txt and a main op that assigns its name to a variable.
+
+    Returns:
+        The version folder <base_path>/<name>/<version_dir>.
+    """
+    v1 = tf.compat.v1
+    staging = _staging_dir(base_path, name)
+    asset = _asset_source()
+    graph = tf.Graph()
+    with graph.as_default():
+        a = v1.Variable(0.5, name="a")
+        bias = v1.Variable(float(b), name="b")
+        c = v1.Variable(3.0, name="c")
+        serialized = v1.placeholder(tf.string, name="tf_example", shape=[None])
+        features = {
+            "x": v1.FixedLenFeature([1], dtype=tf.float32),
+            "x2": v1.FixedLenFeature([1], dtype=tf.float32, default_value=[0.0]),
+        }
+        example = v1.parse_example(serialized, features)
+        x = tf.identity(example["x"], name="x")
+        y = tf.identity(tf.add(tf.multiply(a, x), bias), name="y")
+        y2 = tf.identity(tf.add(tf.multiply(a, x), c), name="y2")
+        x2 = tf.identity(example["x2"], name="x2")
+        a2 = v1.Variable(0.5, name="a2")
+        c2 = v1.Variable(3.0, name="c2")
+        y3 = tf.identity(tf.add(tf.multiply(a2, x2), c2), name="y3")
+
+        asset_path = tf.constant(asset)
+        v1.add_to_collection(v1.GraphKeys.ASSET_FILEPATHS, asset_path)
+        filename = v1.Variable("foo.txt", name="filename_tensor", trainable=False, collections=[])
+        assign_filename = filename.assign("foo.txt")
+
+        sig = v1.saved_model.signature_def_utils
+        info = v1.saved_model.utils.build_tensor_info
+        sc = v1.saved_model.signature_constants
+
+        def regression(inputs, outputs):
+            return sig.build_signature_def({sc.REGRESS_INPUTS: info(inputs)},
+                                           {sc.REGRESS_OUTPUTS: info(outputs)}, sc.REGRESS_METHOD_NAME)
+
+        signatures = {
+            "regress_x_to_y": regression(serialized, y),
+            "regress_x_to_y2": regression(serialized, y2),
+            "regress_x2_to_y3": regression(x2, y3),
+            "classify_x_to_y": sig.build_signature_def(
+                {sc.CLASSIFY_INPUTS: info(serialized)}, {sc.CLASSIFY_OUTPUT_SCORES: info(y)},
+                sc.CLASSIFY_METHOD_NAME),
+            sc.DEFAULT_SERVING_SIGNATURE_DEF_KEY: sig.build_signature_def(
+                {"x": info(x)}, {"y": info(y)}, sc.PREDICT_METHOD_NAME),
+        }
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            builder = v1.saved_model.Builder(staging)
+            builder.add_meta_graph_and_variables(
+                session, ["serve"], signature_def_map=signatures,
+                assets_collection=v1.get_collection(v1.GraphKeys.ASSET_FILEPATHS),
+                main_op=tf.group(assign_filename))
+            builder.save()
+    shutil.rmtree(os.path.dirname(asset), ignore_errors=True)
+    return _place(staging, os.path.join(str(base_path), name, version_dir))
+
+
+class _HalfPlusTwo(tf.Module):
+    def __init__(self, b, asset):
+        super().__init__()
+        self.a = tf.Variable(0.5, name="a")
+        self.b = tf.Variable(float(b), name="b")
+        self.asset = tf.saved_model.Asset(asset)
+
+    def _x(self, serialized):
+        return tf.io.parse_example(serialized, {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
+    def predict(self, x):
+        return {"y": self.a * x + self.b}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def regress(self, inputs):
+        return {"outputs": self.a * self._x(inputs) + self.b}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def classify(self, inputs):
+        return {"scores": self.a * self._x(inputs) + self.b}
+
+
+def write_half_plus_two_tf2(base_path, name, version_dir="00000123", b=2.0):
+    """half_plus_two as a TF2 SavedModel (tf.saved_model.save of a tf.Module).
+
+    Signatures `serving_default` (`x` float [-1,1] -> `y` = 0.5x + b),
+    `regress_x_to_y` and `classify_x_to_y` (serialized tf.Example with feature "x");
+    an asset assets/foo.txt.
+
+    Returns:
+        The version folder <base_path>/<name>/<version_dir>.
+    """
+    staging = _staging_dir(base_path, name)
+    asset = _asset_source()
+    module = _HalfPlusTwo(b, asset)
+    tf.saved_model.save(module, staging, signatures={
+        "serving_default": module.predict,
+        "regress_x_to_y": module.regress,
+        "classify_x_to_y": module.classify,
+    })
+    shutil.rmtree(os.path.dirname(asset), ignore_errors=True)
+    return _place(staging, os.path.join(str(base_path), name, version_dir))
+
+
+def half_plus_two_example(x):
+    """A serialized tf.Example with the one-float feature "x" half_plus_two parses."""
+    feature = tf.train.Feature(float_list=tf.train.FloatList(value=[float(x)]))
+    return tf.train.Example(features=tf.train.Features(feature={"x": feature})).SerializeToString()

@@ -133,7 +133,7 @@ def test_metadata_and_status(client):
 
 @pytest.mark.parametrize("call,code,text", [
     (lambda c: c.predict({"image": IMAGE}, version=9), grpc.StatusCode.NOT_FOUND, "Specific(toy, 9)"),
-    (lambda c: c.predict({"image": IMAGE[:, :3]}), grpc.StatusCode.INVALID_ARGUMENT, "incompatible"),
+    (lambda c: c.predict({"image": IMAGE[:, :3]}), grpc.StatusCode.INVALID_ARGUMENT, "Input to reshape"),
     (lambda c: c.predict({"count": ["x"], "flag": [True], "text": ["a"], "pair": [[1, 2]]}, signature="echo"),
      grpc.StatusCode.INVALID_ARGUMENT, "int32"),
     (lambda c: c.classify([{"image": [1.0]}]), grpc.StatusCode.INVALID_ARGUMENT, ""),

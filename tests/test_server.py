@@ -140,9 +140,11 @@ def test_predict_round_trip_with_resolved_model_spec(stubs):
     np.testing.assert_allclose(got["probabilities"], sm.expected_probabilities(IMAGES, 1), rtol=1e-5)
     assert got["class_id"].dtype == np.int64
     assert got["label"].tolist() == [sm.LABELS[i] for i in got["class_id"]]
-    # Numbers come back as tensor_content, strings as string_val.
-    assert response.outputs["probabilities"].tensor_content
-    assert not response.outputs["probabilities"].float_val
+    # Numbers come back in their typed field (Tensor::AsProtoField, as TF Serving's
+    # Predict answers), strings in string_val.
+    assert list(response.outputs["probabilities"].float_val) == got["probabilities"].ravel().tolist()
+    assert not response.outputs["probabilities"].tensor_content
+    assert list(response.outputs["class_id"].int64_val) == got["class_id"].tolist()
     assert list(response.outputs["label"].string_val) == got["label"].tolist()
 
 
@@ -238,13 +240,16 @@ def test_multi_inference(stubs):
     assert len(response.results[0].classification_result.classifications[0].classes) == 2
     assert response.results[1].regression_result.regressions[0].value == pytest.approx(6.0)
 
-    # TF2 signatures each have their own input placeholder; TF Serving refuses those too.
+    # TF2 signatures each have their own input placeholder: the same examples go to each.
     for task in request.tasks:
         task.model_spec.name = "tiny"
-    with pytest.raises(grpc.RpcError) as info:
-        stubs.predict.MultiInference(request, timeout=10)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert info.value.details() == "Input tensor must be the same for all Signatures."
+    request.ClearField("input")
+    _examples(request, IMAGES)
+    response = stubs.predict.MultiInference(request, timeout=10)
+    assert [r.model_spec.signature_name for r in response.results] == ["classify", "regress"]
+    assert len(response.results[0].classification_result.classifications) == len(IMAGES)
+    np.testing.assert_allclose([r.value for r in response.results[1].regression_result.regressions],
+                               sm.expected_regression(IMAGES, 1), rtol=1e-6)
 
 
 def test_get_model_metadata(stubs):
@@ -326,7 +331,8 @@ BAD_PREDICTS = {
                     grpc.StatusCode.INVALID_ARGUMENT, "Expects arg[0] to be float but int32 is provided"),
     "wrong-shape": (_with_input("image", tensors.from_ndarray(np.ones([2, 3], np.float32))),
                     grpc.StatusCode.INVALID_ARGUMENT,
-                    "Input image has shape [2,3], which is incompatible with the signature's shape [-1,2,2,1]"),
+                    # The graph decides, as in TF Serving: shapes are not checked against the signature.
+                    "Input to reshape is a tensor with 6 values, but the requested shape requires a multiple of 4"),
     "content-length": (_with_input("image", _tensor(types_pb2.DT_FLOAT, [1, 2, 2, 1], tensor_content=b"\0" * 12)),
                        grpc.StatusCode.INVALID_ARGUMENT, "tensor parsing error: image (tensor_content has 12 bytes"),
     "negative-dim": (_with_input("image", _tensor(types_pb2.DT_FLOAT, [-4, 2, 2, 1], float_val=[1.0])),

@@ -103,7 +103,7 @@ def test_deadline_and_cancellation_while_waiting_for_a_batch(store, tmp_path):
         assert requests == 1
         # Only the answered request ran the model: the other two left the batch first.
         runs = server.metrics.registry.get_sample_value(
-            ":tensorflow:serving:runtime_latency_count", {"model_name": "tiny", "API": "Predict", "runtime": "TF2"})
+            ":tensorflow:serving:runtime_latency_count", {"model_name": "tiny", "API": "Predict", "runtime": "TF1"})
         assert runs == 1
 
 

@@ -300,7 +300,7 @@ def test_warmup_requests_are_replayed(tmp_path):
                  num_request_iterations_for_warmup=2) as server:
         # Warmup runs each record twice, straight on the model (not counted as requests).
         runtime = server.metrics.registry.get_sample_value(
-            ":tensorflow:serving:runtime_latency_count", {"model_name": "tiny", "API": "Predict", "runtime": "TF2"})
+            ":tensorflow:serving:runtime_latency_count", {"model_name": "tiny", "API": "Predict", "runtime": "TF1"})
         assert runtime == 6
         assert server.core.predict(_request()).model_spec.version.value == 1
     assert path.endswith("1")
