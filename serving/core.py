@@ -133,12 +133,14 @@ class ServerCore:
     """
 
     def __init__(self, manager, *, batcher=None, metrics=None, enable_signature_method_name_check=False,
-                 max_concurrent_runs=64):
+                 max_concurrent_runs=64, max_request_tensor_bytes=tensors.DEFAULT_MAX_REQUEST_TENSOR_BYTES):
         self.manager = manager
         self.batcher = batcher
         self.metrics = metrics if metrics is not None else Metrics()
         self.enable_signature_method_name_check = enable_signature_method_name_check
         self.max_concurrent_runs = max_concurrent_runs
+        # --max_request_tensor_bytes: 0 or None is no limit.
+        self.max_request_tensor_bytes = max_request_tensor_bytes or None
         self._deadline_pool = None
 
     # PredictionService.
@@ -613,7 +615,7 @@ class ServerCore:
         inputs = {}
         for index, (alias, dtype, _dims) in enumerate(specs):
             proto = given[alias]
-            array = tensors.to_ndarray(proto, alias)
+            array = tensors.to_ndarray(proto, alias, max_bytes=self.max_request_tensor_bytes)
             if dtype != types_pb2.DT_INVALID and proto.dtype != dtype:
                 raise self._dtype_error(index, dtype, proto.dtype)
             inputs[alias] = array
@@ -653,7 +655,7 @@ class ServerCore:
                     f"and no default value provided. Inputs expected to be in the request "
                     f"{{{','.join(sent)}}}, or default input alias set: {','.join(sorted(defaults))}"
                 )
-            array = tensors.to_ndarray(proto, alias)
+            array = tensors.to_ndarray(proto, alias, max_bytes=self.max_request_tensor_bytes)
             if info.dtype != types_pb2.DT_INVALID and proto.dtype != info.dtype:
                 raise self._dtype_error(index, info.dtype, proto.dtype)
             inputs[alias] = array

@@ -13,8 +13,9 @@ booleans as `--enable_batching`, `--enable_batching=true` or `--enable_batching=
 (`--port 8500` works too). An unknown flag is an error ("unknown argument: ..."),
 so a typo is not silently ignored.
 
-Two flags are additions: `--host` (the address gRPC binds, `localhost` unless told
-otherwise) and `--rest_api_host` (the REST address, `--host` by default). One
+Three flags are additions: `--host` (the address gRPC binds, `localhost` unless told
+otherwise), `--rest_api_host` (the REST address, `--host` by default) and
+`--max_request_tensor_bytes` (what one request tensor may ask for by its shape). One
 default differs: the standard gRPC health service is on unless
 `--enable_grpc_healthcheck_service=false` (TF Serving's flag is off by default).
 
@@ -27,6 +28,8 @@ Example:
 """
 
 import argparse
+import dataclasses
+import difflib
 import os
 from typing import Callable, NamedTuple
 
@@ -91,6 +94,9 @@ FLAGS = [
     Flag("rest_api_port", int, 0, "Port to listen on for HTTP/REST API. If set to zero HTTP/REST API "
          "will not be exported. This port must be different than the one specified in --port."),
     Flag("rest_api_host", str, None, "Address to bind the HTTP/REST API to (default: --host). "
+         "(Not a TF Serving flag.)"),
+    Flag("max_request_tensor_bytes", int, 1 << 30, "The most bytes one request tensor may ask for "
+         "by its shape, whatever its encoding, checked before anything is allocated (0: no limit). "
          "(Not a TF Serving flag.)"),
     Flag("rest_api_num_threads", int, 0, "Number of threads for HTTP/REST API processing.",
          "the REST API serves each connection on a thread of its own (Python's ThreadingHTTPServer), "
@@ -290,6 +296,54 @@ def ignored_flag_warnings(options):
         if flag.ignored and flag.ignored_when(value):
             warnings.append(f"--{name}={_text(value)} is ignored: {flag.ignored}.")
     return warnings
+
+
+# The Python API's defaults where they differ from the command line's: there the REST
+# API is off unless a port is given (None), and 0 asks for a free port, as `port=0`
+# does for gRPC; a model base path is None when not given.
+_API_DEFAULTS = {"rest_api_port": None, "model_base_path": None}
+_NOT_OPTIONS = {"version"}  # answered by the console script before any server exists
+
+
+def _field(flag):
+    kind = bool if flag.kind is _bool else flag.kind
+    default = _API_DEFAULTS.get(flag.name, flag.default)
+    return flag.name, kind | None if default is None else kind, dataclasses.field(default=default)
+
+
+ServerOptions = dataclasses.make_dataclass(
+    "ServerOptions", [_field(flag) for flag in FLAGS if flag.name not in _NOT_OPTIONS], frozen=True)
+ServerOptions.__doc__ = """Every flag of the server, by its flag name, with TF Serving's defaults.
+
+The one options object: built from the command line (`options_from_flags`) or by
+`ModelServer(**flags)`, and passed whole to what needs it.
+
+Example:
+    >>> ServerOptions(port=0, enable_batching=True).rest_api_timeout_in_ms
+    30000
+"""
+OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(ServerOptions))
+
+
+def check_option_names(names):
+    """Raise TypeError naming an unknown option and the closest flag name."""
+    for name in names:
+        if name not in OPTION_NAMES:
+            close = difflib.get_close_matches(name, sorted(OPTION_NAMES), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise TypeError(f"Unknown server option {name!r}: options are tensorflow_model_server's "
+                            f"flag names (see `zoo-model-server --help`).{hint}")
+
+
+def options_from_flags(namespace) -> "ServerOptions":
+    """The ServerOptions of a parsed command line (`parse_flags`)."""
+    values = {name: getattr(namespace, name) for name in OPTION_NAMES}
+    values["rest_api_port"] = values["rest_api_port"] or None  # --rest_api_port=0: no REST API
+    base_path = values["model_base_path"]
+    # A relative path is the caller's working directory's; "gs://..." and the like stay.
+    values["model_base_path"] = (os.path.abspath(base_path) if base_path and "://" not in base_path
+                                 else base_path or None)
+    return ServerOptions(**values)
 
 
 def grpc_max_threads(options_value):

@@ -14,6 +14,7 @@ Example:
     ...     client = serving.Client(f"localhost:{server.grpc_port}", "mnist")
 """
 
+import dataclasses
 import logging
 import os
 import threading
@@ -22,6 +23,7 @@ import grpc
 
 from serving import config as config_files, rest
 from serving import flags as server_flags
+from serving.flags import ServerOptions, check_option_names, options_from_flags
 from serving.batching import BatchingOptions, BatchScheduler
 from serving.core import ServerCore
 from serving.errors import ServingError
@@ -42,108 +44,42 @@ REST_PLAIN_HTTP_WARNING = (
 class ModelServer:
     """A TF Serving–compatible model server running in this process.
 
+    Its options are tensorflow_model_server's flags, by name (`port=0`,
+    `enable_batching=True`, `rest_api_timeout_in_ms=200`, ...; `serving.flags.FLAGS`
+    lists them with their meanings), given as keywords or as a whole
+    `serving.flags.ServerOptions`; an unknown name is a TypeError that names the
+    closest flag. Two differ from the command line: `rest_api_port=None` (the
+    default) serves no REST API and `rest_api_port=0` picks a free port.
+
     Args:
         model_base_path: folder whose numeric subfolders are the versions of one
             model (--model_base_path); ignored when a config is given.
         model_name: that model's name (--model_name).
+        options: a `ServerOptions`; keywords given beside it override its fields.
         config: a `ModelServerConfig` proto, or its text, instead of a file.
-        model_config_file: --model_config_file.
-        model_config_file_poll_wait_seconds: re-read the config file this often
-            (0: once).
-        port: gRPC port; 0 picks a free one (see `grpc_port`).
-        host: the address gRPC binds ("localhost" unless told otherwise).
-        rest_api_port: REST port; None for no REST API, 0 for a free port.
-        rest_api_host: the address REST binds (default: `host`).
-        rest_api_timeout_in_ms: REST request timeout.
-        grpc_socket_path: also serve gRPC on this Unix socket.
-        grpc_channel_arguments: "key=value,..." gRPC server arguments.
-        grpc_max_threads: gRPC worker threads (0: 4 per CPU, at least 32).
         ssl_config: a `tensorflow.serving.SSLConfig` proto, or its text, instead
-            of a file: serve gRPC over TLS.
-        ssl_config_file: --ssl_config_file (the SSLConfig in text format; its
-            fields hold the PEM texts).
-        use_alts_credentials: serve gRPC with Google ALTS credentials (Google
-            Cloud only; not with an SSL config).
-        enable_grpc_healthcheck_service: serve grpc.health.v1.Health (on by
-            default here; TF Serving's flag defaults to off).
-        enable_batching: batch concurrent requests (server-side batching).
-        batching_parameters: a `BatchingParameters` proto or its text.
-        batching_parameters_file: --batching_parameters_file.
-        monitoring_config: a `MonitoringConfig` proto or its text.
-        monitoring_config_file: --monitoring_config_file.
-        file_system_poll_wait_seconds: how often to look for new versions.
-        num_load_threads, max_num_load_retries, load_retry_interval_micros,
-        allow_version_labels_for_unavailable_models, enable_model_warmup,
-        num_request_iterations_for_warmup, saved_model_tags,
-        enable_signature_method_name_check: as the flags of those names.
+            of --ssl_config_file: serve gRPC over TLS.
+        batching_parameters: a `BatchingParameters` proto or its text, instead of
+            --batching_parameters_file.
+        monitoring_config: a `MonitoringConfig` proto or its text, instead of
+            --monitoring_config_file.
+        **flags: any other option, by its flag name.
     """
 
-    def __init__(
-        self,
-        model_base_path=None,
-        model_name="default",
-        *,
-        config=None,
-        model_config_file="",
-        model_config_file_poll_wait_seconds=0,
-        port=8500,
-        host="localhost",
-        rest_api_port=None,
-        rest_api_host=None,
-        rest_api_timeout_in_ms=30000,
-        grpc_socket_path="",
-        grpc_channel_arguments="",
-        grpc_max_threads=0,
-        ssl_config=None,
-        ssl_config_file="",
-        use_alts_credentials=False,
-        enable_grpc_healthcheck_service=True,
-        enable_batching=False,
-        batching_parameters=None,
-        batching_parameters_file="",
-        monitoring_config=None,
-        monitoring_config_file="",
-        file_system_poll_wait_seconds=1,
-        num_load_threads=0,
-        max_num_load_retries=5,
-        load_retry_interval_micros=60_000_000,
-        allow_version_labels_for_unavailable_models=False,
-        enable_model_warmup=True,
-        num_request_iterations_for_warmup=0,
-        saved_model_tags="serve",
-        enable_signature_method_name_check=False,
-    ):
-        self.model_base_path = model_base_path
-        self.model_name = model_name
+    def __init__(self, model_base_path=None, model_name=None, *, options=None, config=None,
+                 ssl_config=None, batching_parameters=None, monitoring_config=None, **flags):
+        check_option_names(flags)
+        given = dict(flags)
+        if model_base_path is not None:
+            given["model_base_path"] = model_base_path
+        if model_name is not None:
+            given["model_name"] = model_name
+        self.options = dataclasses.replace(options if options is not None else ServerOptions(), **given)
         self.config = config
-        self.model_config_file = model_config_file
-        self.model_config_file_poll_wait_seconds = model_config_file_poll_wait_seconds
-        self.port = port
-        self.host = host
-        self.rest_api_port = rest_api_port
-        self.rest_api_host = rest_api_host or host
-        self.rest_api_timeout_in_ms = rest_api_timeout_in_ms
-        self.grpc_socket_path = grpc_socket_path
-        self.grpc_channel_arguments = grpc_channel_arguments
-        self.grpc_max_threads = grpc_max_threads
         self.ssl_config = ssl_config
-        self.ssl_config_file = ssl_config_file
-        self.use_alts_credentials = use_alts_credentials
-        self.enable_grpc_healthcheck_service = enable_grpc_healthcheck_service
-        self.enable_batching = enable_batching
         self.batching_parameters = batching_parameters
-        self.batching_parameters_file = batching_parameters_file
         self.monitoring_config = monitoring_config
-        self.monitoring_config_file = monitoring_config_file
-        self.file_system_poll_wait_seconds = file_system_poll_wait_seconds
-        self.num_load_threads = num_load_threads
-        self.max_num_load_retries = max_num_load_retries
-        self.load_retry_interval_micros = load_retry_interval_micros
-        self.allow_version_labels_for_unavailable_models = allow_version_labels_for_unavailable_models
-        self.enable_model_warmup = enable_model_warmup
-        self.num_request_iterations_for_warmup = num_request_iterations_for_warmup
-        self.saved_model_tags = saved_model_tags
-        self.enable_signature_method_name_check = enable_signature_method_name_check
+        self.rest_api_host = self.options.rest_api_host or self.options.host
 
         self.core = None
         self.metrics = None
@@ -161,40 +97,9 @@ class ModelServer:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_flags(cls, options):
-        """A ModelServer from parsed `serving.flags` (an argparse Namespace)."""
-        base_path = options.model_base_path
-        if base_path and "://" not in base_path:
-            base_path = os.path.abspath(base_path)
-        return cls(
-            base_path or None,
-            options.model_name,
-            model_config_file=options.model_config_file,
-            model_config_file_poll_wait_seconds=options.model_config_file_poll_wait_seconds,
-            port=options.port,
-            host=options.host,
-            rest_api_port=options.rest_api_port or None,
-            rest_api_host=options.rest_api_host,
-            rest_api_timeout_in_ms=options.rest_api_timeout_in_ms,
-            grpc_socket_path=options.grpc_socket_path,
-            grpc_channel_arguments=options.grpc_channel_arguments,
-            grpc_max_threads=options.grpc_max_threads,
-            ssl_config_file=options.ssl_config_file,
-            use_alts_credentials=options.use_alts_credentials,
-            enable_grpc_healthcheck_service=options.enable_grpc_healthcheck_service,
-            enable_batching=options.enable_batching,
-            batching_parameters_file=options.batching_parameters_file,
-            monitoring_config_file=options.monitoring_config_file,
-            file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
-            num_load_threads=options.num_load_threads,
-            max_num_load_retries=options.max_num_load_retries,
-            load_retry_interval_micros=options.load_retry_interval_micros,
-            allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
-            enable_model_warmup=options.enable_model_warmup,
-            num_request_iterations_for_warmup=options.num_request_iterations_for_warmup,
-            saved_model_tags=options.saved_model_tags,
-            enable_signature_method_name_check=options.enable_signature_method_name_check,
-        )
+    def from_flags(cls, namespace):
+        """A ModelServer from a parsed command line (`serving.flags.parse_flags`)."""
+        return cls(options=options_from_flags(namespace))
 
     # Properties.
 
@@ -216,7 +121,7 @@ class ModelServer:
     @property
     def address(self):
         """"host:port" of the gRPC API."""
-        return f"{self.host}:{self._grpc_port}"
+        return f"{self.options.host}:{self._grpc_port}"
 
     # Life cycle.
 
@@ -238,7 +143,7 @@ class ModelServer:
         monitoring = self._monitoring_config()
 
         self.metrics = Metrics()
-        iterations = self.num_request_iterations_for_warmup or 1
+        iterations = self.options.num_request_iterations_for_warmup or 1
 
         def warmup(servable):
             self.core.warmup(servable, iterations=iterations)
@@ -246,24 +151,25 @@ class ModelServer:
         if batching is not None:
             self._batcher = BatchScheduler(batching, self.metrics)
         self._manager = ModelManager(
-            file_system_poll_wait_seconds=self.file_system_poll_wait_seconds,
-            num_load_threads=self.num_load_threads,
-            max_num_load_retries=self.max_num_load_retries,
-            load_retry_interval_micros=self.load_retry_interval_micros,
-            allow_version_labels_for_unavailable_models=self.allow_version_labels_for_unavailable_models,
-            saved_model_tags=tuple(t for t in self.saved_model_tags.split(",") if t),
-            warmup=warmup if self.enable_model_warmup else None,
+            file_system_poll_wait_seconds=self.options.file_system_poll_wait_seconds,
+            num_load_threads=self.options.num_load_threads,
+            max_num_load_retries=self.options.max_num_load_retries,
+            load_retry_interval_micros=self.options.load_retry_interval_micros,
+            allow_version_labels_for_unavailable_models=self.options.allow_version_labels_for_unavailable_models,
+            saved_model_tags=tuple(t for t in self.options.saved_model_tags.split(",") if t),
+            warmup=warmup if self.options.enable_model_warmup else None,
             on_unload=self._batcher.forget if self._batcher is not None else None,
         )
         self.core = ServerCore(
             self._manager,
             batcher=self._batcher,
             metrics=self.metrics,
-            enable_signature_method_name_check=self.enable_signature_method_name_check,
+            enable_signature_method_name_check=self.options.enable_signature_method_name_check,
+            max_request_tensor_bytes=self.options.max_request_tensor_bytes,
         )
         self._manager.reload_config(model_config)
         self._manager.start()
-        if self.model_config_file and self.model_config_file_poll_wait_seconds > 0:
+        if self.options.model_config_file and self.options.model_config_file_poll_wait_seconds > 0:
             self._config_poller = threading.Thread(
                 target=self._poll_config_file, args=(model_config,), name="config_poll", daemon=True
             )
@@ -271,41 +177,41 @@ class ModelServer:
 
         self._grpc, self._grpc_port, self._health = build_grpc_server(
             self.core,
-            host=self.host,
-            port=self.port,
-            socket_path=self.grpc_socket_path,
-            channel_arguments=self.grpc_channel_arguments,
-            max_threads=server_flags.grpc_max_threads(self.grpc_max_threads),
+            host=self.options.host,
+            port=self.options.port,
+            socket_path=self.options.grpc_socket_path,
+            channel_arguments=self.options.grpc_channel_arguments,
+            max_threads=server_flags.grpc_max_threads(self.options.grpc_max_threads),
             # Batched requests wait on an event loop rather than on worker threads.
             asynchronous=self._batcher is not None,
             credentials=credentials,
-            health_service=self.enable_grpc_healthcheck_service,
-            alts=self.use_alts_credentials,
+            health_service=self.options.enable_grpc_healthcheck_service,
+            alts=self.options.use_alts_credentials,
         )
         self._tls = credentials is not None
         self._grpc.start()
         set_serving(self._health, True)
-        log.info("Running gRPC ModelServer at %s:%s%s ...", self.host, self._grpc_port, self._security_note())
-        if self.grpc_socket_path:
-            log.info("Running gRPC ModelServer at UNIX socket %s ...", self.grpc_socket_path)
+        log.info("Running gRPC ModelServer at %s:%s%s ...", self.options.host, self._grpc_port, self._security_note())
+        if self.options.grpc_socket_path:
+            log.info("Running gRPC ModelServer at UNIX socket %s ...", self.options.grpc_socket_path)
         self._start_rest(monitoring)
 
     def _start_rest(self, monitoring):
-        if self.rest_api_port is None:
+        if self.options.rest_api_port is None:
             return
-        if self.rest_api_port and self.rest_api_port == self._grpc_port:
+        if self.options.rest_api_port and self.options.rest_api_port == self._grpc_port:
             log.error("--rest_api_port cannot be same as --port. Please use a different port for "
                       "HTTP/REST API. Skipped exporting HTTP/REST API.")
             return
         prometheus = monitoring.prometheus_config
         metrics_path = (prometheus.path or PROMETHEUS_PATH) if prometheus.enable else None
         self._rest = rest.start_rest_server(
-            self.core, self.rest_api_host, self.rest_api_port, self.rest_api_timeout_in_ms, metrics_path,
+            self.core, self.rest_api_host, self.options.rest_api_port, self.options.rest_api_timeout_in_ms, metrics_path,
             metrics_fn=self.core.metrics_exposition,
         )
         log.info("Exporting HTTP/REST API at:%s:%s ...", self.rest_api_host, self._rest.port)
         if self._tls:
-            flag = "--use_alts_credentials" if self.use_alts_credentials else "--ssl_config_file"
+            flag = "--use_alts_credentials" if self.options.use_alts_credentials else "--ssl_config_file"
             log.warning(REST_PLAIN_HTTP_WARNING, flag, self.rest_api_host, self._rest.port)
 
     def stop(self, grace=None):
@@ -371,13 +277,13 @@ class ModelServer:
             ssl_config = config_files.parse_text(ssl_config, config_files.SSLConfig)
         if ssl_config is not None:
             config_files.check_ssl_config(ssl_config, "<ssl_config>")
-        elif self.ssl_config_file:
-            ssl_config = config_files.read_ssl_config(self.ssl_config_file)
+        elif self.options.ssl_config_file:
+            ssl_config = config_files.read_ssl_config(self.options.ssl_config_file)
         self._client_verify = ssl_config is not None and ssl_config.client_verify
-        return server_credentials(ssl_config, use_alts=self.use_alts_credentials)
+        return server_credentials(ssl_config, use_alts=self.options.use_alts_credentials)
 
     def _security_note(self):
-        if self.use_alts_credentials:
+        if self.options.use_alts_credentials:
             return " (ALTS)"
         if self._tls:
             return " (TLS, client certificates required)" if self._client_verify else " (TLS)"
@@ -388,19 +294,19 @@ class ModelServer:
             if isinstance(self.config, str):
                 return config_files.parse_text(self.config, config_files.ModelServerConfig)
             return self.config
-        if self.model_config_file:
-            return config_files.read_model_server_config(self.model_config_file)
-        if not self.model_base_path:
+        if self.options.model_config_file:
+            return config_files.read_model_server_config(self.options.model_config_file)
+        if not self.options.model_base_path:
             raise ServingError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "Both server_options.model_base_path and server_options.model_config_file are empty!",
             )
-        return config_files.single_model_config(self.model_name, str(self.model_base_path))
+        return config_files.single_model_config(self.options.model_name, str(self.options.model_base_path))
 
     def _batching_options(self):
         params = self.batching_parameters
-        if not self.enable_batching:
-            if self.batching_parameters_file or params is not None:
+        if not self.options.enable_batching:
+            if self.options.batching_parameters_file or params is not None:
                 raise ServingError(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     "server_options.batching_parameters_file is set without setting "
@@ -409,8 +315,8 @@ class ModelServer:
             return None
         if isinstance(params, str):
             params = config_files.parse_text(params, config_files.BatchingParameters)
-        elif params is None and self.batching_parameters_file:
-            params = config_files.read_batching_parameters(self.batching_parameters_file)
+        elif params is None and self.options.batching_parameters_file:
+            params = config_files.read_batching_parameters(self.options.batching_parameters_file)
         if params is None:
             params = config_files.BatchingParameters()
             params.thread_pool_name.value = "model_server_batch_threads"
@@ -421,16 +327,16 @@ class ModelServer:
             return config_files.parse_text(self.monitoring_config, config_files.MonitoringConfig)
         if self.monitoring_config is not None:
             return self.monitoring_config
-        if self.monitoring_config_file:
-            return config_files.read_monitoring_config(self.monitoring_config_file)
+        if self.options.monitoring_config_file:
+            return config_files.read_monitoring_config(self.options.monitoring_config_file)
         return config_files.MonitoringConfig()
 
     def _poll_config_file(self, current):
         # Server::PollFilesystemAndReloadConfig: a file that does not parse, or a
         # config that does not apply, is logged and the models keep serving.
-        while not self._stopping.wait(self.model_config_file_poll_wait_seconds):
+        while not self._stopping.wait(self.options.model_config_file_poll_wait_seconds):
             try:
-                new = config_files.read_model_server_config(self.model_config_file)
+                new = config_files.read_model_server_config(self.options.model_config_file)
             except config_files.ConfigError as e:
                 log.error("Failed to read ModelServerConfig file: %s %s", e.detail, e.message)
                 continue

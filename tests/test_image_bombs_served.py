@@ -1,4 +1,5 @@
-"""Decompression bombs sent to a served image classifier's `image_bytes` and `classify`.
+"""Decompression bombs sent to a served image classifier's `image_bytes` and `classify`,
+and tensor bombs (a shape that pads a few values out to gigabytes, too many dimensions).
 
 A 0.4 MB PNG or a 634-byte JPEG whose header says 20000x20000 used to be decoded in
 full (the server's memory peaked at 7.9 GB and stayed there). The export reads the
@@ -18,6 +19,8 @@ import time
 import grpc
 import numpy as np
 import pytest
+from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from export import export_saved_model
 from export_checks import encode, real_images
@@ -56,6 +59,7 @@ def server(tmp_path_factory):
         [script, f"--port={port}", f"--rest_api_port={rest_port}", "--model_name=shapes",
          f"--model_base_path={(base / 'shapes').resolve()}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process.grpc_address = f"localhost:{port}"
     try:
         client = Client(f"localhost:{port}", "shapes")
         client.wait_until_available(timeout=120)
@@ -106,6 +110,52 @@ def test_bombs_are_refused_before_decoding_and_memory_stays_bounded(server):
     out = client.predict({"image_bytes": np.array([good], dtype=object)}, signature="image_bytes")
     want = client.predict({"image": images[:1]})
     np.testing.assert_allclose(out["probabilities"], want["probabilities"], atol=1e-5)
+    assert process.poll() is None
+
+
+def _raw_predict(address, proto):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "shapes"
+    request.inputs["image"].CopyFrom(proto)
+    with grpc.insecure_channel(address) as channel:
+        return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
+
+
+def _declared(dims, **fields):
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
+    for d in dims:
+        proto.tensor_shape.dim.add().size = d
+    for name, values in fields.items():
+        getattr(proto, name).extend(values)
+    return proto
+
+
+def test_tensor_bombs_are_refused_and_memory_stays_bounded(server):
+    # A 46-byte request declaring [1000000,8,8,1] with one float_val once drove the
+    # server past 6 GB in 6 s: TensorFlow pads the values out, and the model runs on
+    # a million images. Shapes with more dimensions than an array holds were INTERNAL.
+    process, client, _, images = server
+    _, height, width, channels = images.shape
+    client.predict({"image": images[:1]})  # warm
+    before = _peak_mb(process.pid)
+    bombs = {
+        "amplified": _declared([1_000_000, height, width, channels], float_val=[1.0]),
+        "65 dims": _declared([1] * 65, float_val=[1.0]),
+        "254 dims": _declared([1] * 254, float_val=[1.0]),
+        "huge declared size": _declared([1 << 40, height, width, channels], float_val=[1.0]),
+    }
+    for name, proto in bombs.items():
+        started = time.perf_counter()
+        with pytest.raises(grpc.RpcError) as e:
+            _raw_predict(process.grpc_address, proto)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (name, e.value.details())
+        assert e.value.details().startswith("tensor parsing error: image"), (name, e.value.details())
+        assert time.perf_counter() - started < 5, name
+        # And the next good request is answered.
+        assert client.predict({"image": images[:1]})["probabilities"].shape == (1, 3)
+    growth = _peak_mb(process.pid) - before
+    print(f"peak memory growth over the tensor bombs: {growth:.1f} MB")
+    assert growth < MEMORY_BOUND_MB, f"the server's peak memory grew by {growth:.0f} MB"
     assert process.poll() is None
 
 

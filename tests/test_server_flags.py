@@ -135,10 +135,10 @@ def test_every_tf_serving_flag_is_accepted():
     assert options.ssl_config_file == "/models/ssl.config" and options.per_process_gpu_memory_fraction == 0.5
     assert options.enable_profiler is True and options.xla_cpu_compilation_enabled is False
     assert options.mixed_precision == "bfloat16" and options.num_tflite_pools == 4
-    # One table: the parser's flags are FLAGS', TF Serving's in its order plus two additions.
+    # One table: the parser's flags are FLAGS', TF Serving's in its order plus three additions.
     names = [flag.name for flag in FLAGS]
     assert [n for n in names if n in TF_SERVING_FLAGS] == list(TF_SERVING_FLAGS)
-    assert set(names) - set(TF_SERVING_FLAGS) == {"host", "rest_api_host"}
+    assert set(names) - set(TF_SERVING_FLAGS) == {"host", "rest_api_host", "max_request_tensor_bytes"}
     parser_flags = {a.dest for a in build_parser()._actions if a.dest != "help"}
     assert parser_flags == set(names)
 
@@ -319,3 +319,41 @@ def test_warnings_are_logged_before_the_start(caplog, tmp_path):
         "--mixed_precision=bfloat16 is ignored: the mixed-precision graph rewrite is not applied; models run "
         "in the precision they were exported with.",
     ]
+
+
+# One options object, from one flag table.
+
+
+def test_one_options_object_from_the_command_line_or_keywords():
+    from serving.flags import ServerOptions, options_from_flags
+
+    options = options_from_flags(parse_flags(["--model_base_path=models/m", "--port=0", "--rest_api_port=0"]))
+    assert isinstance(options, ServerOptions)
+    assert options.model_base_path == os.path.abspath("models/m") and options.rest_api_port is None
+    server = ModelServer.from_flags(parse_flags(["--model_base_path=/m", "--enable_batching",
+                                                 "--max_request_tensor_bytes=4096"]))
+    assert server.options.enable_batching and server.options.max_request_tensor_bytes == 4096
+    # Keywords override a whole options object; every flag has a field, and nothing else does.
+    assert ModelServer(options=options, port=9).options.port == 9
+    assert {f.name for f in FLAGS} - {"version"} == set(ServerOptions.__dataclass_fields__)
+
+
+def test_an_unknown_option_names_the_closest_flag():
+    with pytest.raises(TypeError, match="Did you mean 'rest_api_timeout_in_ms'"):
+        ModelServer("/m", rest_api_timeout_ms=100)
+
+
+def test_max_request_tensor_bytes_is_enforced_by_the_server(base):
+    with ModelServer(str(base), "tiny", port=0, host="127.0.0.1",
+                     max_request_tensor_bytes=4 * 2 * 2 * 1 * 4) as server:  # four 2x2 images
+        with grpc.insecure_channel(server.address) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "tiny"
+            request.inputs["image"].CopyFrom(tensors.from_ndarray(np.zeros([4, 2, 2, 1], np.float32)))
+            assert len(stub.Predict(request, timeout=30).outputs["probabilities"].float_val) == 4 * 3
+            request.inputs["image"].CopyFrom(tensors.from_ndarray(np.zeros([5, 2, 2, 1], np.float32)))
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Predict(request, timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "needs 80 bytes, more than the 64 this server accepts" in info.value.details()
