@@ -50,15 +50,16 @@ from serving.servables import as_serving_error
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SIGNATURE = "serving_default"
-PREDICT_METHOD = "tensorflow/serving/predict"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
-CLASSIFY_INPUTS = "inputs"
-CLASSIFY_CLASSES = "classes"
-CLASSIFY_SCORES = "scores"
-REGRESS_INPUTS = "inputs"
-REGRESS_OUTPUTS = "outputs"
+# SignatureDef names, as TF Serving and tf.saved_model spell them.
+DEFAULT_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+PREDICT_METHOD = tf.saved_model.PREDICT_METHOD_NAME
+CLASSIFY_METHOD = tf.saved_model.CLASSIFY_METHOD_NAME
+REGRESS_METHOD = tf.saved_model.REGRESS_METHOD_NAME
+CLASSIFY_INPUTS = tf.saved_model.CLASSIFY_INPUTS
+CLASSIFY_CLASSES = tf.saved_model.CLASSIFY_OUTPUT_CLASSES
+CLASSIFY_SCORES = tf.saved_model.CLASSIFY_OUTPUT_SCORES
+REGRESS_INPUTS = tf.saved_model.REGRESS_INPUTS
+REGRESS_OUTPUTS = tf.saved_model.REGRESS_OUTPUTS
 SIGNATURE_DEF_FIELD = "signature_def"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000
@@ -633,7 +634,7 @@ class ServerCore:
         # predict_util.cc: VerifyRequestInputsSize, then saved_model::GetInputValues.
         sent = sorted(request.inputs)
         expected = sorted(signature.inputs)
-        defaults = getattr(signature, "defaults", {})
+        defaults = signature.defaults
         if len(sent) > len(expected) or (len(sent) < len(expected) and not defaults):
             extra = sorted(set(sent) - set(expected))
             missing = sorted(set(expected) - set(sent))

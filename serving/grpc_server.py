@@ -2,8 +2,9 @@
 
 `tensorflow.serving.PredictionService` (Predict, Classify, Regress,
 MultiInference, GetModelMetadata) and `tensorflow.serving.ModelService`
-(GetModelStatus, HandleReloadConfigRequest) from tensorflow-serving-api's
-generated stubs, and `grpc.health.v1.Health` from grpcio-health-checking. Message
+(GetModelStatus, HandleReloadConfigRequest), one row each in `RPCS` naming the
+`ServerCore` method that answers it (message types from tensorflow-serving-api's
+service descriptors), and `grpc.health.v1.Health` from grpcio-health-checking. Message
 sizes are unlimited (TF Serving sets INT32_MAX); `--grpc_channel_arguments` are
 passed through, integers as integers. The ports are plain text unless given
 credentials: `server_credentials` makes them from an `SSLConfig`
@@ -35,11 +36,14 @@ import asyncio
 import logging
 import threading
 from concurrent import futures
+from typing import Callable, NamedTuple
 
 import grpc
+from google.protobuf import message_factory
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
 
+from serving.core import ServerCore
 from serving.errors import ServingError
 from serving.servables import as_serving_error
 
@@ -68,28 +72,6 @@ def _call(method, request, context, timed=True):
         context.abort(error.code, error.message)
 
 
-class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """tensorflow.serving.PredictionService on a ServerCore."""
-
-    def __init__(self, core):
-        self.core = core
-
-    def Predict(self, request, context):  # noqa: N802 - gRPC method names
-        return _call(self.core.predict, request, context)
-
-    def Classify(self, request, context):  # noqa: N802
-        return _call(self.core.classify, request, context)
-
-    def Regress(self, request, context):  # noqa: N802
-        return _call(self.core.regress, request, context)
-
-    def MultiInference(self, request, context):  # noqa: N802
-        return _call(self.core.multi_inference, request, context)
-
-    def GetModelMetadata(self, request, context):  # noqa: N802
-        return _call(self.core.get_model_metadata, request, context, timed=False)
-
-
 async def _call_async(method, request, context):
     """`_call` for a coroutine method on the asyncio server."""
     try:
@@ -106,37 +88,68 @@ async def _call_async(method, request, context):
     await context.abort(error.code, error.message)
 
 
-class AsyncPredictionServicer(PredictionServicer):
-    """tensorflow.serving.PredictionService on a ServerCore, for the asyncio server.
+class Rpc(NamedTuple):
+    """One RPC: where it is served and which `ServerCore` method answers it.
 
-    The methods that run the model await it; GetModelMetadata stays a plain method
-    (the server runs it on its thread pool).
+    `answer` takes (request, *, entrypoint) — and `timeout` when `timed`, for the
+    RPCs that run a model under the caller's deadline; `answer_async`, where given,
+    is its coroutine twin, which the asyncio server (batching) awaits.
     """
 
-    async def Predict(self, request, context):  # noqa: N802
-        return await _call_async(self.core.predict_async, request, context)
-
-    async def Classify(self, request, context):  # noqa: N802
-        return await _call_async(self.core.classify_async, request, context)
-
-    async def Regress(self, request, context):  # noqa: N802
-        return await _call_async(self.core.regress_async, request, context)
-
-    async def MultiInference(self, request, context):  # noqa: N802
-        return await _call_async(self.core.multi_inference_async, request, context)
+    service: str
+    method: str
+    answer: Callable
+    timed: bool = False
+    answer_async: Callable | None = None
 
 
-class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    """tensorflow.serving.ModelService on a ServerCore."""
+# Every RPC served: a new one is a row here plus its ServerCore method.
+RPCS = (
+    Rpc(PREDICTION_SERVICE, "Predict", ServerCore.predict, True, ServerCore.predict_async),
+    Rpc(PREDICTION_SERVICE, "Classify", ServerCore.classify, True, ServerCore.classify_async),
+    Rpc(PREDICTION_SERVICE, "Regress", ServerCore.regress, True, ServerCore.regress_async),
+    Rpc(PREDICTION_SERVICE, "MultiInference", ServerCore.multi_inference, True, ServerCore.multi_inference_async),
+    Rpc(PREDICTION_SERVICE, "GetModelMetadata", ServerCore.get_model_metadata),
+    Rpc(MODEL_SERVICE, "GetModelStatus", ServerCore.get_model_status),
+    Rpc(MODEL_SERVICE, "HandleReloadConfigRequest", ServerCore.handle_reload_config),
+)
 
-    def __init__(self, core):
-        self.core = core
+_SERVICE_FILES = {PREDICTION_SERVICE: prediction_service_pb2, MODEL_SERVICE: model_service_pb2}
 
-    def GetModelStatus(self, request, context):  # noqa: N802
-        return _call(self.core.get_model_status, request, context, timed=False)
 
-    def HandleReloadConfigRequest(self, request, context):  # noqa: N802
-        return _call(self.core.handle_reload_config, request, context, timed=False)
+def _message_classes(rpc):
+    # The request and response types, from tensorflow-serving-api's service descriptors.
+    service = _SERVICE_FILES[rpc.service].DESCRIPTOR.services_by_name[rpc.service.rsplit(".", 1)[1]]
+    method = service.methods_by_name[rpc.method]
+    return (message_factory.GetMessageClass(method.input_type),
+            message_factory.GetMessageClass(method.output_type))
+
+
+def _handler(rpc, core, asynchronous):
+    request_class, response_class = _message_classes(rpc)
+    if asynchronous and rpc.answer_async is not None:
+        answer_async = rpc.answer_async.__get__(core)
+
+        async def behaviour(request, context):
+            return await _call_async(answer_async, request, context)
+    else:
+        # On the asyncio server a plain function runs on its thread pool.
+        answer = rpc.answer.__get__(core)
+
+        def behaviour(request, context):
+            return _call(answer, request, context, timed=rpc.timed)
+
+    return grpc.unary_unary_rpc_method_handler(
+        behaviour, request_deserializer=request_class.FromString,
+        response_serializer=response_class.SerializeToString)
+
+
+def _add_services(server, core, asynchronous):
+    methods = {}
+    for rpc in RPCS:
+        methods.setdefault(rpc.service, {})[rpc.method] = _handler(rpc, core, asynchronous)
+    server.add_generic_rpc_handlers(tuple(
+        grpc.method_handlers_generic_handler(service, handlers) for service, handlers in methods.items()))
 
 
 def parse_channel_arguments(text):
@@ -313,15 +326,12 @@ def build_grpc_server(core, *, host="localhost", port=0, socket_path="", channel
     options = [o for o in options if o[0] not in overridden] + extra
     if asynchronous:
         server = AsyncioServer(max_threads=max_threads, options=options)
-        predictions = AsyncPredictionServicer(core)
     else:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="grpc"),
             options=options,
         )
-        predictions = PredictionServicer(core)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(predictions, server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
+    _add_services(server, core, asynchronous)
     if asynchronous:
         health_servicer = server.health_servicer()
     else:

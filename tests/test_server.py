@@ -680,3 +680,15 @@ def test_console_script_reports_config_errors(tmp_path, capsys):
 def test_console_script_refuses_unknown_flags(capsys):
     assert server_main(["--model_base_path=/m", "--enable_batchin"]) == 255
     assert "unknown argument: --enable_batchin" in capsys.readouterr().err
+
+
+def test_every_rpc_of_tf_servings_services_is_in_the_rpc_table():
+    from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
+
+    from serving.grpc_server import RPCS
+
+    declared = {(service.full_name, method.name)
+                for module in (prediction_service_pb2, model_service_pb2)
+                for service in module.DESCRIPTOR.services_by_name.values()
+                for method in service.methods}
+    assert {(rpc.service, rpc.method) for rpc in RPCS} == declared
