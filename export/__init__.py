@@ -24,7 +24,8 @@ _EXPORTS = {
     "describe_export": "export.describe",
     "format_export": "export.describe",
     "is_export": "export.describe",
-    "write_server_config": "export.server_config",
+    # models.config and batching_parameters.txt have one writer, beside their reader.
+    "write_server_config": "serving.config",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -28,9 +28,10 @@ import time
 
 import keras
 
-from export import model_card, server_config, verify as verification, warmup
+from export import model_card, verify as verification, warmup
 from export.fold import fold_batch_norms
 from export.errors import ExportError, VerificationError
+from serving import config as server_config  # the one writer of models.config and batching_parameters.txt
 from zoo import registry, tasks
 from zoo.tasks import ExportSource
 from zoo.training import load_run

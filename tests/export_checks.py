@@ -6,13 +6,14 @@ import io
 import pathlib
 
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
+from google.protobuf import text_format
 from PIL import Image
 
 import zoo
 from export import export_saved_model
 from export.archive import plan_export
 from model_checks import tiny_model
+from serving.protos.tf_serving_config_pb2 import BatchingParameters
 from zoo.tasks import CLASSIFY_METHOD, PREDICT_METHOD
 
 IMAGE_METHODS = {"serving_default": PREDICT_METHOD, "image_bytes": PREDICT_METHOD, "classify": CLASSIFY_METHOD}
@@ -65,38 +66,8 @@ def tree(path) -> list[str]:
     return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else []
 
 
-def batching_parameters_class():
-    """TF Serving's BatchingParameters message: serving's declaration of it, or (without
-    the serving package) one built here from session_bundle_config.proto's field names
-    and numbers, because tensorflow-serving-api does not ship it."""
-    try:
-        from serving.protos.tf_serving_config_pb2 import BatchingParameters
-
-        return BatchingParameters
-    except ImportError:
-        pass
-    pool = descriptor_pool.DescriptorPool()
-    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="test_batching.proto", package="tensorflow.serving", syntax="proto3",
-        dependency=["google/protobuf/wrappers.proto"])
-    message = proto.message_type.add(name="BatchingParameters")
-    F = descriptor_pb2.FieldDescriptorProto
-    for name, number, type_name in [
-        ("max_batch_size", 1, ".google.protobuf.Int64Value"),
-        ("batch_timeout_micros", 2, ".google.protobuf.Int64Value"),
-        ("max_enqueued_batches", 3, ".google.protobuf.Int64Value"),
-        ("num_batch_threads", 4, ".google.protobuf.Int64Value"),
-        ("thread_pool_name", 5, ".google.protobuf.StringValue"),
-    ]:
-        message.field.add(name=name, number=number, type=F.TYPE_MESSAGE, type_name=type_name, label=F.LABEL_OPTIONAL)
-    message.field.add(name="allowed_batch_sizes", number=6, type=F.TYPE_INT64, label=F.LABEL_REPEATED)
-    message.field.add(name="pad_variable_length_inputs", number=7, type=F.TYPE_BOOL, label=F.LABEL_OPTIONAL)
-    pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters"))
-
-
-def parse_batching_parameters(path):
-    params = batching_parameters_class()()
+def parse_batching_parameters(path) -> BatchingParameters:
+    """A batching_parameters.txt parsed with serving's BatchingParameters, as the server reads it."""
+    params = BatchingParameters()
     text_format.Parse(pathlib.Path(path).read_text(), params)
     return params

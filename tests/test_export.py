@@ -17,7 +17,6 @@ import zoo
 from export import ExportError, VerificationError, describe_export, export_saved_model, format_export
 from zoo.cli.export_command import add_parser
 from export.model_card import read_model_card, read_signatures
-from export.server_config import parse_version_policy, read_models_config, write_models_config
 from export.verify import check_signature_names, verify_in_subprocess
 from zoo.tasks import CLASSIFY_METHOD, get_task
 from zoo.tasks.image_classification import image_example
@@ -27,6 +26,7 @@ from export_checks import (
     tree,
 )
 from model_checks import tiny_model
+from serving.config import parse_version_policy, read_model_server_config, write_models_config
 
 
 # Text classifiers export the same way; tests/test_text.py checks every one of them.
@@ -80,7 +80,7 @@ def test_second_export_creates_version_2_and_both_coexist(all_exports, shapes_im
     for version, reference in ((first, all_exports["simple_cnn"][2]), (second, expected)):
         out = tf.saved_model.load(str(version)).signatures["serving_default"](image=tf.constant(shapes_images))
         np.testing.assert_allclose(out["probabilities"].numpy(), reference, atol=1e-4)
-    config = read_models_config(first.parents[1] / "models.config")
+    config = read_model_server_config(first.parents[1] / "models.config")
     policies = {c.name: c.model_version_policy.WhichOneof("policy_choice") for c in config.model_config_list.config}
     assert policies["simple_cnn"] == "all" and policies["mlp"] == "latest"
 
@@ -202,7 +202,7 @@ def test_temp_folder_of_a_killed_export_is_ignored(tmp_path, shapes_images):
     (leftover / "saved_model.pb").write_bytes(b"half")
     path, _, _ = export_tiny("mlp", base, shapes_images)
     assert path.name == "2" and leftover.exists()
-    (entry,) = read_models_config(base / "models.config").model_config_list.config
+    (entry,) = read_model_server_config(base / "models.config").model_config_list.config
     assert entry.name == "mlp"
 
 
@@ -315,7 +315,7 @@ def test_models_config_keeps_edits_and_sets_policies(tmp_path):
     (base / "c" / ".tmp-1-99").mkdir(parents=True)  # only a temp folder: not served
     write_models_config(base, model_name="a", version_policy="specific:1,2")
     write_models_config(base, model_name="b", version_policy="latest:2", serving_base_path="/models")
-    config = {c.name: c for c in read_models_config(base / "models.config").model_config_list.config}
+    config = {c.name: c for c in read_model_server_config(base / "models.config").model_config_list.config}
     assert sorted(config) == ["a", "b"]
     assert list(config["a"].model_version_policy.specific.versions) == [1, 2]  # kept
     assert config["b"].model_version_policy.latest.num_versions == 2

@@ -14,6 +14,7 @@ from tensorflow_serving.apis import get_model_status_pb2, predict_pb2, predictio
 
 import serving_models as sm
 from serving import ModelServer, tensors
+from serving import config as server_config
 from serving.config import ConfigError, read_batching_parameters, read_model_server_config, read_monitoring_config
 from serving.errors import ServingError
 from serving.flags import FlagError, parse_flags
@@ -165,6 +166,109 @@ def test_start_refuses_what_tf_serving_refuses(kwargs, message):
     with pytest.raises(ServingError) as info:
         _server(**kwargs).start()
     assert info.value.message == message
+
+
+
+# Writing the config files (export and `zoo serve` write them with serving.config).
+
+
+def _model_folders(base, *names):
+    """Model folders the writer lists (a version folder with a saved_model.pb), no model."""
+    for name in names:
+        (base / name / "1").mkdir(parents=True)
+        (base / name / "1" / "saved_model.pb").write_bytes(b"")
+    return base
+
+
+def test_written_batching_parameters_parse_back_the_same(tmp_path):
+    path = server_config.write_batching_parameters(tmp_path)
+    assert path == tmp_path / "batching_parameters.txt"
+    text = path.read_text()
+    assert text.startswith(server_config.BATCHING_HEADER) and "# num_batch_threads { value: 4 }" in text
+    params = read_batching_parameters(path)
+    assert params == server_config.batching_parameters()
+    assert (params.max_batch_size.value, params.batch_timeout_micros.value,
+            params.max_enqueued_batches.value) == (32, 1000, 100)
+
+    tuned = server_config.BatchingParameters()
+    text_format.Parse("max_batch_size { value: 8 } batch_timeout_micros { value: 0 } num_batch_threads { value: 2 } "
+                      'thread_pool_name { value: "pool" } allowed_batch_sizes: 4 allowed_batch_sizes: 8 '
+                      "pad_variable_length_inputs: true", tuned)
+    server_config.write_batching_parameters(tmp_path, tuned)
+    assert path.read_text() == text  # an operator's file is not overwritten
+    server_config.write_batching_parameters(tmp_path, tuned, overwrite=True)
+    assert read_batching_parameters(path) == tuned
+    assert "# num_batch_threads" not in path.read_text()  # set, so no hint
+    with pytest.raises(ValueError, match="max_batch_size must be a positive int"):
+        server_config.batching_parameters(max_batch_size=0)
+
+
+def test_written_models_config_parses_back_and_keeps_hand_edits(tmp_path):
+    base = _model_folders(tmp_path / "models", "a", "b")
+    (base / "c" / ".tmp-1-99").mkdir(parents=True)  # only a temp folder: not served
+    path = server_config.write_models_config(base, model_name="a", version_policy="specific:1,2")
+    assert path.read_text().startswith(server_config.MODELS_CONFIG_HEADER)
+    config = {c.name: c for c in read_model_server_config(path).model_config_list.config}
+    assert sorted(config) == ["a", "b"]
+    assert {(c.base_path, c.model_platform) for c in config.values()} == {
+        (str(base.resolve() / "a"), "tensorflow"), (str(base.resolve() / "b"), "tensorflow")}
+    assert list(config["a"].model_version_policy.specific.versions) == [1, 2]
+    assert config["b"].model_version_policy.latest.num_versions == 1
+
+    # An operator edits the file by hand: a label, another policy, a model kept elsewhere.
+    edited = path.read_text().replace('name: "b"', 'name: "b" version_labels { key: "stable" value: 1 }', 1)
+    edited = edited.replace("model_config_list {", 'model_config_list {\n  config { name: "elsewhere" '
+                            'base_path: "/srv/elsewhere" model_platform: "tensorflow" }', 1)
+    path.write_text(edited)
+    _model_folders(base, "d")
+    server_config.write_models_config(base, model_name="b", version_policy="all")
+    config = {c.name: c for c in read_model_server_config(path).model_config_list.config}
+    assert list(config) == ["elsewhere", "a", "b", "d"]  # the file's order, new folders after
+    assert list(config["a"].model_version_policy.specific.versions) == [1, 2]
+    assert dict(config["b"].version_labels) == {"stable": 1} and config["b"].model_version_policy.HasField("all")
+    assert config["elsewhere"].base_path == "/srv/elsewhere"
+    assert config["d"].base_path == str(base.resolve() / "d")
+
+    # The base path as the container sees it; `zoo serve --model` picks entries.
+    server_config.write_models_config(base, serving_base_path="/models/")
+    config = {c.name: c for c in read_model_server_config(path).model_config_list.config}
+    assert [config[n].base_path for n in "abd"] == ["/models/a", "/models/b", "/models/d"]
+    assert config["elsewhere"].base_path == "/srv/elsewhere"
+    picked = server_config.models_config(base, models=["d", "b"])
+    assert [c.name for c in picked.model_config_list.config] == ["b", "d"]
+    with pytest.raises(ValueError, match="no model zz under"):
+        server_config.models_config(base, models=["zz"])
+
+
+def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
+    base = _model_folders(tmp_path, "a")
+    config_path = server_config.write_models_config(base)
+    batching_path = server_config.write_batching_parameters(base)
+    before = {p.name: p.read_text() for p in base.iterdir() if p.is_file()}
+
+    def fail(*args):
+        raise OSError(28, "No space left on device")
+
+    for failing in ("fsync", "replace"):  # while writing the text, and at the rename
+        with monkeypatch.context() as patch:
+            patch.setattr(os, failing, fail)
+            with pytest.raises(OSError, match="No space left"):
+                server_config.write_models_config(base, model_name="a", version_policy="all")
+            with pytest.raises(OSError, match="No space left"):
+                server_config.write_batching_parameters(base, server_config.batching_parameters(max_batch_size=4),
+                                                        overwrite=True)
+        # The old files are whole and nothing else is left behind.
+        assert {p.name: p.read_text() for p in base.iterdir() if p.is_file()} == before
+    assert read_model_server_config(config_path).model_config_list.config[0].model_version_policy.HasField("latest")
+    assert read_batching_parameters(batching_path).max_batch_size.value == 32
+
+
+def test_the_server_reads_what_the_writer_writes(base):
+    config_file, batching_file = server_config.write_server_config(base, model_name="tiny", version_policy="all")
+    with _server(model_config_file=str(config_file), enable_batching=True,
+                 batching_parameters_file=str(batching_file)) as server:
+        assert {v for v, s in _states(server).items() if s == AVAILABLE} == {1, 2, 3}
+        assert server.core.predict(_request(version=2)).model_spec.version.value == 2
 
 
 # Version policies and labels.

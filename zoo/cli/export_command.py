@@ -64,6 +64,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_export(args) -> int:
     from export import describe_export, export_saved_model
+    from serving.config import MODELS_CONFIG
     from zoo.training.config import parse_value
 
     path = export_saved_model(
@@ -76,7 +77,7 @@ def run_export(args) -> int:
     print(f"Exported {info['model_name']} version {info['version']} to {path}"
           f"{'' if not args.no_verify else ' (NOT verified: --no-verify)'}")
     print(f"Signatures: {', '.join(info['signatures'])}")
-    print(f"Serve it:   tensorflow_model_server --model_config_file={pathlib.Path(args.base_path) / 'models.config'}")
+    print(f"Serve it:   tensorflow_model_server --model_config_file={pathlib.Path(args.base_path) / MODELS_CONFIG}")
     return 0
 
 

@@ -187,13 +187,16 @@ def _rows(outputs: dict) -> list[dict]:
 
 
 def run_serve(args) -> int:
+    from serving import config as server_config
+
     base = pathlib.Path(args.base_path).resolve()
     config = model_config(base, models=args.models,
                           serving_base_path=CONTAINER_MODELS if args.engine == "tfserving" else None)
-    root = base.parent if _is_model_dir(base) else base  # the folder holding model folders
+    # The folder holding model folders.
+    root = base.parent if server_config.is_model_folder(base) else base
     batching = args.batching_parameters_file
-    if args.enable_batching and not batching and (root / "batching_parameters.txt").exists():
-        batching = str(root / "batching_parameters.txt")
+    if args.enable_batching and not batching and (root / server_config.BATCHING_FILE).exists():
+        batching = str(root / server_config.BATCHING_FILE)
     if args.engine == "tfserving":
         return _serve_tfserving(args, root, config, batching)
     return _serve_embedded(args, config, batching)
@@ -203,21 +206,23 @@ def model_config(base: pathlib.Path, models=None, serving_base_path=None):
     """A ModelServerConfig listing every model under `base` (or `base` itself when it
     holds version folders), keeping policies and labels from `base/models.config`.
 
+    The entries are `serving.config.models_config`'s, the same rules `zoo export`
+    writes models.config with; only the models served here are listed.
+
     Args:
         base: the base path.
         models: only these model names.
         serving_base_path: the base path as the server sees it (e.g. "/models" in the
             container); default: `base`.
     """
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
+    from serving import config as server_config
 
     if not base.is_dir():
         raise FileNotFoundError(f"{base} is not a folder")
-    if _is_model_dir(base):
+    if server_config.is_model_folder(base):
         names, root = [base.name], base.parent
     else:
-        names, root = sorted(d.name for d in base.iterdir() if d.is_dir() and _is_model_dir(d)), base
+        names, root = server_config.served_models(base), base
     if models:
         unknown = sorted(set(models) - set(names))
         if unknown:
@@ -226,27 +231,12 @@ def model_config(base: pathlib.Path, models=None, serving_base_path=None):
     if not names:
         raise FileNotFoundError(f"no models under {base}: expected {base}/<model>/<version>/saved_model.pb "
                                 "(as `zoo export` writes them)")
-    kept = {}
-    existing = root / "models.config"
-    if existing.exists():
-        old = model_server_config_pb2.ModelServerConfig()
-        text_format.Parse(existing.read_text(), old)
-        kept = {c.name: c for c in old.model_config_list.config}
-    config = model_server_config_pb2.ModelServerConfig()
-    prefix = (serving_base_path or str(root)).rstrip("/")
-    for name in names:
-        entry = config.model_config_list.config.add()
-        if name in kept:
-            entry.CopyFrom(kept[name])  # an operator's policy and labels survive
-        entry.name = name
-        entry.base_path = f"{prefix}/{name}"
-        entry.model_platform = "tensorflow"
-    return config
-
-
-def _is_model_dir(path: pathlib.Path) -> bool:
-    # TF Serving loads only all-digit version folders.
-    return any(v.is_dir() and v.name.isdigit() and (v / "saved_model.pb").exists() for v in path.iterdir())
+    try:
+        # Every entry points where this server finds the model (the local folder, or
+        # /models in the container), whatever base path the file names.
+        return server_config.models_config(root, models=names, serving_base_path=serving_base_path or str(root))
+    except server_config.ConfigError as e:
+        raise ValueError(f"{e} ({e.detail})") from None
 
 
 def _config_text(config) -> str:
@@ -273,8 +263,9 @@ def _server_flags(args, config_file, batching_file) -> list[str]:
 
 def _serve_embedded(args, config, batching_file) -> int:
     with tempfile.TemporaryDirectory(prefix="zoo-serve-") as tmp:
-        config_file = os.path.join(tmp, "models.config")
-        pathlib.Path(config_file).write_text(_config_text(config))
+        from serving import config as server_config
+
+        config_file = server_config.write_text_file(os.path.join(tmp, server_config.MODELS_CONFIG), config)
         argv = [f"--host={args.host}"] + _server_flags(args, config_file, batching_file)
         if args.dry_run:
             print(_config_text(config), end="")
@@ -326,7 +317,9 @@ def _publish_host(host: str) -> str:
 def _serve_tfserving(args, base, config, batching_file) -> int:
     config_dir = tempfile.mkdtemp(prefix="zoo-serve-")
     try:
-        pathlib.Path(config_dir, "models.config").write_text(_config_text(config))
+        from serving import config as server_config
+
+        server_config.write_text_file(pathlib.Path(config_dir, server_config.MODELS_CONFIG), config)
         cmd = tfserving_command(args, base, config_dir, batching_file)
         if args.dry_run:
             print(_config_text(config), end="")
