@@ -31,6 +31,7 @@ import tensorflow as tf
 from zoo import registry, tasks
 from zoo.data.pipeline import dataset_info, load_dataset
 from zoo.data.registry import list_datasets
+from zoo.data.user_data import in_memory_dataset
 from zoo.training import strategy as strategies
 from zoo.training.callbacks import AtomicBestCheckpoint
 from zoo.training.config import TrainConfig
@@ -53,12 +54,14 @@ def _write_json(path: pathlib.Path, data) -> None:
     os.replace(tmp, path)
 
 
-def _splits(info) -> tuple[str, str | None, str]:
+def _splits(info) -> tuple[str, str | None, str | None]:
     """(train, validation, test) split names for a dataset."""
     available = set(info.num_examples)
     test = "test" if "test" in available else None
     if "validation" in available:
         return "train", "validation", test or "validation"
+    if info.source == "memory":  # a tf.data.Dataset given without validation data
+        return "train", None, test
     # TFDS sets without a validation split: hold out the last 10% of train.
     return "train[:90%]", "train[90%:]", test or "train[90%:]"
 
@@ -115,8 +118,11 @@ def _read_csv_history(path: pathlib.Path) -> dict:
 
 def train(
     model: str,
-    dataset: str | None = None,
+    data=None,
     *,
+    validation_data=None,
+    label_names=None,
+    dataset: str | None = None,
     out_dir: str | os.PathLike | None = None,
     epochs: int = 10,
     batch_size: int = 64,
@@ -128,13 +134,23 @@ def train(
     model_kwargs: dict | None = None,
     **options,
 ) -> pathlib.Path:
-    """Trains registered model `model` on `dataset` with `fit`; returns the run dir.
+    """Trains registered model `model` on `data` with `fit`; returns the run dir.
 
     An unfinished run in `out_dir` (same configuration) resumes from its backup.
 
     Args:
         model: a registered model name (`zoo.list_models()`).
-        dataset: an offline or TFDS dataset name; default: the model's default.
+        data: a dataset name (registered, offline or TFDS; default: the model's
+            default), or your own data: `(x, y)` arrays (raw inputs as the task
+            takes them, e.g. images [N,H,W,C] 0-255 or texts [N], and integer labels
+            [N]), or a `tf.data.Dataset` of `(input, label)` pairs, batched or not.
+            Your own data gets everything a named set gets (run directory, resume,
+            curves, metrics, the text tokenizer); see `zoo.data.user_data`.
+        validation_data: with your own data: the same for validation (default: 10%
+            of arrays held out; none for a tf.data.Dataset). Its metrics are the
+            run's test metrics.
+        label_names: with your own data: class names (default "0", "1", ...).
+        dataset: the old name of `data`, for a dataset name.
         out_dir: run directory; default runs/<model>-<dataset>.
         epochs, batch_size, learning_rate: as in Keras.
         overwrite: delete an existing run in `out_dir` first.
@@ -150,9 +166,22 @@ def train(
     Example:
         >>> import zoo
         >>> run_dir = zoo.train("simple_cnn", "digits", epochs=2, out_dir="/tmp/run")
+        >>> run_dir = zoo.train("simple_cnn", (x, y), label_names=["cat", "dog"], epochs=2)
     """
     spec = registry.get_model_spec(model)
-    dataset = dataset or spec.default_dataset
+    if dataset is not None:
+        if data is not None:
+            raise TypeError("train() takes the data once: pass `data` or `dataset=`, not both.")
+        data = dataset
+    if data is None:
+        data = spec.default_dataset
+    if isinstance(data, str):
+        if validation_data is not None or label_names is not None:
+            raise TypeError(f"validation_data and label_names go with your own data; the dataset {data!r} "
+                            "has its own splits and label names.")
+        dataset = data
+    else:
+        dataset = in_memory_dataset(spec.task, data, validation_data, label_names, seed=options.get("seed", 0))
     strategy_name = strategy if isinstance(strategy, str) else "auto"
     unknown = set(options) - set(TrainConfig.__dataclass_fields__)
     derived = {"model", "dataset", "task"}  # arguments of their own, or from the model
