@@ -99,8 +99,8 @@ FLAGS = [
          "by its shape, whatever its encoding, checked before anything is allocated (0: no limit). "
          "(Not a TF Serving flag.)"),
     Flag("rest_api_num_threads", int, 0, "Number of threads for HTTP/REST API processing.",
-         "the REST API serves each connection on a thread of its own (Python's ThreadingHTTPServer), "
-         "so there is no thread pool to size"),
+         "the REST API serves every connection on one asyncio event loop (aiohttp) and runs models on "
+         "the server's model-run threads, so there is no REST thread pool to size"),
     Flag("rest_api_timeout_in_ms", int, 30000, "Timeout for HTTP/REST API calls."),
     Flag("rest_api_enable_cors_support", _bool, False, "Enable CORS headers in response",
          "the REST API sends no CORS headers; put a proxy that adds them in front of it", _true),

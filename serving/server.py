@@ -232,7 +232,7 @@ class ModelServer:
             # Both front ends stop taking requests now and drain in parallel.
             drained = self._grpc.stop(grace) if self._grpc is not None else None
             if self._rest is not None:
-                self._rest.stop()
+                self._rest.stop(grace)
                 self._rest = None
             if drained is not None:
                 drained.wait()

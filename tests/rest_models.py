@@ -7,6 +7,10 @@ classify on tf.Example) plus `regress` and `echo`, which covers the other dtypes
 it with `serving.ModelServer` (gRPC and REST on free ports, labels stable=1 and
 canary=2, Prometheus metrics on), and `reference` is the SavedModel's own answer.
 
+`call(server, method, path, body)` makes one HTTP request to a REST port, and
+`good_request_works(server, model_dir)` checks that the toy model still answers one
+correctly (what every bad or hostile request is followed by).
+
 `save_slow(base_path)` writes `<base_path>/slow/1/`, a model that takes as long as it
 is told: each signature spins in the graph (a tf.while_loop on tf.timestamp(), which
 TF Serving loads, unlike a tf.py_function) for the largest `seconds` it is given, on
@@ -16,7 +20,9 @@ every API (predict, classify, regress). `start_slow_server` serves it.
 from __future__ import annotations
 
 import functools
+import http.client
 import io
+import json
 import os
 
 import numpy as np
@@ -119,7 +125,8 @@ def _mark_methods(path, methods):
     # tf.saved_model.save marks every signature "predict"; TF Serving's Classify and
     # Regress want their own method names, as a TF1 export or the zoo's export writes.
     pb = os.path.join(path, "saved_model.pb")
-    saved = saved_model_pb2.SavedModel.FromString(open(pb, "rb").read())
+    with open(pb, "rb") as f:
+        saved = saved_model_pb2.SavedModel.FromString(f.read())
     sigs = saved.meta_graphs[0].signature_def
     for name, method in methods.items():
         sigs[name].method_name = method
@@ -207,3 +214,29 @@ def start_server(model_dir, **kwargs):
     return serving.ModelServer(**options).start()
 
 
+
+
+IMAGE = (np.arange(32, dtype=np.float32).reshape(2, 4, 4, 1) * 7) % 255
+
+
+def call(server, method, path, body=None, headers=None, conn=None):
+    """(status, JSON or text) for one request to `server.port` on 127.0.0.1."""
+    c = conn or http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    if conn is None:
+        c.close()
+    ctype = r.getheader("Content-Type", "")
+    return r.status, (json.loads(data) if ctype.startswith("application/json") else data.decode())
+
+
+def good_request_works(server, model_dir):
+    """Asserts that the toy model at `server` answers a :predict as the SavedModel does."""
+    status, doc = call(server, "POST", "/v1/models/toy:predict", {"instances": IMAGE.tolist()})
+    assert status == 200, doc
+    want = reference(model_dir, 2, "serving_default", image=IMAGE)
+    np.testing.assert_allclose([p["probabilities"] for p in doc["predictions"]], want["probabilities"],
+                               rtol=1e-6)

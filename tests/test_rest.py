@@ -16,15 +16,15 @@ import types
 import grpc
 import numpy as np
 import pytest
+import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 import rest_models as rm
 import serving_models as sm
-from serving import rest, tensors
+from rest_models import IMAGE, call, good_request_works
+from serving import json_tensors, rest, tensors
 from serving.errors import ServingError
-
-IMAGE = (np.arange(32, dtype=np.float32).reshape(2, 4, 4, 1) * 7) % 255
 
 
 @pytest.fixture(scope="module")
@@ -51,28 +51,6 @@ def small_server(model_server):
     srv = rest.start_rest_server(model_server.core, "127.0.0.1", 0, 5000, max_body_bytes=1 << 20)
     yield srv
     srv.stop()
-
-
-def call(server, method, path, body=None, headers=None, conn=None):
-    """(status, JSON or text) for one request."""
-    c = conn or http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    if isinstance(body, (dict, list)):
-        body = json.dumps(body)
-    c.request(method, path, body=body, headers=headers or {})
-    r = c.getresponse()
-    data = r.read()
-    if conn is None:
-        c.close()
-    ctype = r.getheader("Content-Type", "")
-    return r.status, (json.loads(data) if ctype.startswith("application/json") else data.decode())
-
-
-def good_request_works(server, toy_dir):
-    status, doc = call(server, "POST", "/v1/models/toy:predict", {"instances": IMAGE.tolist()})
-    assert status == 200, doc
-    want = rm.reference(toy_dir, 2, "serving_default", image=IMAGE)
-    np.testing.assert_allclose([p["probabilities"] for p in doc["predictions"]], want["probabilities"],
-                               rtol=1e-6)
 
 
 # --- predict ---------------------------------------------------------------
@@ -130,11 +108,11 @@ def test_dtypes_and_binary_outputs(server):
 
 
 def test_float32_outputs_are_written_short_and_exact():
-    assert rest.tensor_json(np.array([0.1, 1.0, 3e-8, np.nan, np.inf], np.float32)) == \
+    assert json_tensors.tensor_json(np.array([0.1, 1.0, 3e-8, np.nan, np.inf], np.float32)) == \
         "[0.1,1.0,3e-08,NaN,Infinity]"
-    assert rest.tensor_json(np.array([[1, 2]], np.int64)) == "[[1,2]]"
-    assert rest.tensor_json(np.array([True]), "") == "[true]"
-    assert rest.tensor_json(np.array([b"a\xff"], dtype=object)) == '[{"b64":"Yf8="}]'
+    assert json_tensors.tensor_json(np.array([[1, 2]], np.int64)) == "[[1,2]]"
+    assert json_tensors.tensor_json(np.array([True]), "") == "[true]"
+    assert json_tensors.tensor_json(np.array([b"a\xff"], dtype=object)) == '[{"b64":"Yf8="}]'
 
 
 # --- classify, regress, status, metadata ------------------------------------
@@ -363,22 +341,52 @@ def test_a_grpc_deadline_is_enforced_by_the_core_too(slow_server):
     channel.close()
 
 
+def test_core_errors_map_to_tf_servings_http_codes(server, slow_server, toy_dir):
+    # Real failures of the core, each answered with TF Serving's status:
+    assert call(server, "POST", "/v1/models/nope:predict", {"instances": ROW})[0] == 404  # NOT_FOUND
+    assert call(server, "POST", "/v1/models/toy:predict", {"instances": [[1.0]]})[0] == 400  # INVALID_ARGUMENT
+    status, doc = call(slow_server, "POST", f"/v1/models/{rm.SLOW_MODEL}:regress",
+                       _slow_example(REST_TIMEOUT_MS / 1000 + 0.2, "regress"))
+    assert status == 504, doc  # DEADLINE_EXCEEDED
+    good_request_works(server, toy_dir)
+
+
 @pytest.mark.parametrize("exc,code", [
     (ServingError(grpc.StatusCode.UNAVAILABLE, "shutting down"), 503),
     (ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full"), 429),
-    (ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "late"), 504),
+    (ServingError(grpc.StatusCode.FAILED_PRECONDITION, "no signature"), 400),
     (ServingError(grpc.StatusCode.UNIMPLEMENTED, "no"), 501),
+    (ServingError(grpc.StatusCode.CANCELLED, "gone"), 499),
+    (tf.errors.ResourceExhaustedError(None, None, "out of memory"), 429),
     (RuntimeError("boom"), 500),
 ])
-def test_core_errors_map_to_tf_servings_http_codes(server, toy_dir, monkeypatch, exc, code):
-    def fail(request, **kwargs):
-        raise exc
+def test_the_error_map_is_tf_servings(exc, code):
+    status, body = rest.http_error(exc)
+    assert status == code
+    assert set(json.loads(body)) == {"error"} and json.loads(body)["error"]
 
-    with monkeypatch.context() as m:
-        m.setattr(server.core, "predict", fail)
-        status, doc = call(server, "POST", "/v1/models/toy:predict", {"instances": ROW})
-    assert status == code and doc["error"]
-    good_request_works(server, toy_dir)
+
+def test_past_the_connection_cap_a_new_connection_is_answered_503_while_all_are_busy(slow_server):
+    front = rest.start_rest_server(slow_server.server.core, "127.0.0.1", 0, 0, max_connections=2)
+    path = f"/v1/models/{rm.SLOW_MODEL}:predict"
+    try:
+        answers = []
+
+        def slow_request():
+            answers.append(call(front, "POST", path, {"instances": [1.0]}))
+
+        busy = [threading.Thread(target=slow_request) for _ in range(2)]
+        for t in busy:
+            t.start()
+        time.sleep(0.4)  # both connections are busy for a second
+        status, doc = call(front, "GET", f"/v1/models/{rm.SLOW_MODEL}")
+        assert status == 503 and "Too many connections" in doc["error"], doc
+        for t in busy:
+            t.join()
+        assert [status for status, _ in answers] == [200, 200]
+        assert call(front, "GET", f"/v1/models/{rm.SLOW_MODEL}")[0] == 200
+    finally:
+        front.stop()
 
 
 def test_stop_lets_a_request_in_flight_finish(slow_dir):
@@ -400,21 +408,21 @@ def test_stop_lets_a_request_in_flight_finish(slow_dir):
 
 
 def test_json_value_to_tensor():
-    t = rest.json_value_to_tensor([[1, 2.5], [3, float("inf")]], types_pb2.DT_FLOAT)
+    t = json_tensors.json_value_to_tensor([[1, 2.5], [3, float("inf")]], types_pb2.DT_FLOAT)
     assert [d.size for d in t.tensor_shape.dim] == [2, 2]
     np.testing.assert_array_equal(np.frombuffer(t.tensor_content, np.float32), [1, 2.5, 3, np.inf])
-    t = rest.json_value_to_tensor(7, types_pb2.DT_INT64)
+    t = json_tensors.json_value_to_tensor(7, types_pb2.DT_INT64)
     assert list(t.tensor_shape.dim) == [] and np.frombuffer(t.tensor_content, np.int64).tolist() == [7]
-    t = rest.json_value_to_tensor([[], []], types_pb2.DT_FLOAT)
+    t = json_tensors.json_value_to_tensor([[], []], types_pb2.DT_FLOAT)
     assert [d.size for d in t.tensor_shape.dim] == [2, 0]
-    t = rest.json_value_to_tensor([2**64 - 1], types_pb2.DT_UINT64)
+    t = json_tensors.json_value_to_tensor([2**64 - 1], types_pb2.DT_UINT64)
     assert np.frombuffer(t.tensor_content, np.uint64).tolist() == [2**64 - 1]
-    t = rest.json_value_to_tensor(["a", {"b64": "AP8"}], types_pb2.DT_STRING)
+    t = json_tensors.json_value_to_tensor(["a", {"b64": "AP8"}], types_pb2.DT_STRING)
     assert list(t.string_val) == [b"a", b"\x00\xff"]
     with pytest.raises(ServingError, match="Encountered list at unexpected level: 1 expected < 1"):
-        rest.json_value_to_tensor([1, [2]], types_pb2.DT_FLOAT)
+        json_tensors.json_value_to_tensor([1, [2]], types_pb2.DT_FLOAT)
     with pytest.raises(ServingError, match="not formatted correctly for base64"):
-        rest.json_value_to_tensor([{"x": "y"}], types_pb2.DT_STRING)
+        json_tensors.json_value_to_tensor([{"x": "y"}], types_pb2.DT_STRING)
     with pytest.raises(ServingError, match="to type: complex64") as e:
-        rest.json_value_to_tensor([1], types_pb2.DT_COMPLEX64)
+        json_tensors.json_value_to_tensor([1], types_pb2.DT_COMPLEX64)
     assert e.value.code == grpc.StatusCode.UNIMPLEMENTED

@@ -4,6 +4,7 @@ These drive `ModelServer` and its `ServerCore` in-process (the same methods the 
 servicers and the REST API call), so they need no client.
 """
 
+import os
 import time
 
 import grpc

@@ -79,8 +79,8 @@ TF_SERVING_FLAGS = {
 
 # What each ignored flag above says at start-up: one line each, in FLAGS order.
 EXPECTED_WARNINGS = [
-    "--rest_api_num_threads=16 is ignored: the REST API serves each connection on a thread of its own "
-    "(Python's ThreadingHTTPServer), so there is no thread pool to size.",
+    "--rest_api_num_threads=16 is ignored: the REST API serves every connection on one asyncio event loop "
+    "(aiohttp) and runs models on the server's model-run threads, so there is no REST thread pool to size.",
     "--rest_api_enable_cors_support=true is ignored: the REST API sends no CORS headers; put a proxy that "
     "adds them in front of it.",
     "--enable_per_model_batching_parameters=true is ignored: a model's own batching_params.pbtxt is not "
