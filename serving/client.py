@@ -39,6 +39,7 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 
+from serving import json_tensors, tensors
 from serving.errors import ServingError
 
 __all__ = ["Client", "ClientError"]
@@ -67,6 +68,16 @@ _CODE_OF_HTTP = {
 }
 
 
+def _text(array):
+    """A string output as str, where all of it is UTF-8 (labels, tokens); other arrays as they are."""
+    if not isinstance(array, np.ndarray) or array.dtype != object or not array.size:
+        return array
+    try:
+        return np.vectorize(lambda v: v.decode("utf-8") if isinstance(v, bytes) else v, otypes=[object])(array)
+    except UnicodeDecodeError:
+        return array
+
+
 class ClientError(ServingError):
     """A call that failed: `code` (grpc.StatusCode), the server's `message`, and over
     REST the `http_status`.
@@ -88,33 +99,8 @@ class ClientError(ServingError):
 
 
 # ---------------------------------------------------------------------------
-# numpy <-> TensorProto
+# request values as numpy arrays
 # ---------------------------------------------------------------------------
-
-
-def _tf():
-    import tensorflow as tf  # the protos below need it loaded anyway
-
-    return tf
-
-
-def to_tensor_proto(value, dtype=None):
-    """A numpy array (or nested list, or bytes/str values) as a TensorProto.
-
-    Numbers travel in `tensor_content`; strings as `string_val` (str encoded as UTF-8).
-    """
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-
-    array = _as_array(value, dtype)
-    shape = tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape])
-    if array.dtype.kind in "OSU":
-        proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=shape)
-        proto.string_val.extend(_to_bytes(x) for x in array.ravel())
-        return proto
-    enum = _tf().dtypes.as_dtype(array.dtype).as_datatype_enum
-    return tensor_pb2.TensorProto(dtype=enum, tensor_shape=shape,
-                                  tensor_content=np.ascontiguousarray(array).tobytes())
 
 
 def _to_bytes(x) -> bytes:
@@ -123,11 +109,6 @@ def _to_bytes(x) -> bytes:
     if isinstance(x, str):
         return x.encode("utf-8")
     raise TypeError(f"a string tensor holds str or bytes, not {type(x).__name__}")
-
-
-def from_tensor_proto(proto) -> np.ndarray:
-    """A TensorProto as a numpy array (strings as an object array of bytes)."""
-    return _tf().make_ndarray(proto)
 
 
 def _as_array(value, dtype=None) -> np.ndarray:
@@ -184,12 +165,19 @@ class _GrpcTransport:
 
         request = predict_pb2.PredictRequest(model_spec=spec, output_filter=list(output_filter or []))
         for name, array in arrays.items():
-            request.inputs[name].CopyFrom(to_tensor_proto(array))
+            tensors.fill(request.inputs[name], array, as_content=True)
         response = self.call("Predict", request, timeout)
-        return {name: from_tensor_proto(t) for name, t in response.outputs.items()}
+        return {name: _writable(tensors.to_ndarray(t, name, max_bytes=None))
+                for name, t in response.outputs.items()}
 
     def close(self):
         self._channel.close()
+
+
+def _writable(array: np.ndarray) -> np.ndarray:
+    # An answer in tensor_content decodes to a read-only view of the response's bytes;
+    # the caller owns what it gets back and may write to it.
+    return array if array.flags.writeable else array.copy()
 
 
 class _RestTransport:
@@ -293,13 +281,12 @@ class _RestTransport:
         return path
 
     def predict(self, spec, arrays: dict, output_filter, signature: dict, timeout: float) -> dict:
-        from serving.rest import tensor_json
-
         # Columnar ("inputs") format: inputs need not share a batch size. Floats go as
         # Python writes doubles: fast, and exact once the server narrows them again.
+        inputs_json = (f"{json.dumps(n)}: {json_tensors.tensor_json(a, n, short_floats=False)}"
+                       for n, a in arrays.items())
         body = ('{"signature_name": ' + json.dumps(spec.signature_name) + ', "inputs": {'
-                + ", ".join(f"{json.dumps(n)}: {tensor_json(a, n, short_floats=False)}" for n, a in arrays.items())
-                + "}}")
+                + ", ".join(inputs_json) + "}}")
         doc = self.request("POST", self._path(spec) + ":predict", body.encode(), timeout)
         outputs = doc.get("outputs")
         if not isinstance(outputs, dict) or (set(outputs) == {"b64"} and "b64" not in signature["outputs"]):
@@ -314,10 +301,10 @@ class _RestTransport:
         doc = {"signature_name": request.model_spec.signature_name}
         if which == "example_list_with_context":
             lst = request.input.example_list_with_context
-            doc["context"] = _example_json(lst.context)
-            doc["examples"] = [_example_json(e) for e in lst.examples]
+            doc["context"] = json_tensors.example_json(lst.context)
+            doc["examples"] = [json_tensors.example_json(e) for e in lst.examples]
         else:
-            doc["examples"] = [_example_json(e) for e in request.input.example_list.examples]
+            doc["examples"] = [json_tensors.example_json(e) for e in request.input.example_list.examples]
         return json.dumps(doc).encode()
 
     def _Classify(self, request, timeout):
@@ -383,22 +370,6 @@ def _decode_strings(value):
     if isinstance(value, dict):
         return base64.b64decode(value["b64"])
     return value.encode("utf-8")
-
-
-def _example_json(example) -> dict:
-    """A tf.train.Example as TF Serving's REST JSON (bytes always as {"b64": ...})."""
-    out = {}
-    for name, feature in example.features.feature.items():
-        kind = feature.WhichOneof("kind")
-        if kind == "float_list":
-            out[name] = [float(v) for v in feature.float_list.value]
-        elif kind == "int64_list":
-            out[name] = list(feature.int64_list.value)
-        elif kind == "bytes_list":
-            out[name] = [{"b64": base64.b64encode(v).decode("ascii")} for v in feature.bytes_list.value]
-        else:
-            out[name] = []
-    return out
 
 
 def make_example(features) -> "tf.train.Example":
@@ -529,27 +500,35 @@ class Client:
             self._signatures[key] = signature
         return signature
 
-    def predict(self, inputs: dict, signature: str = DEFAULT_SIGNATURE, version=None, label=None,
+    def predict(self, inputs, signature: str = DEFAULT_SIGNATURE, version=None, label=None,
                 output_filter=None) -> dict:
         """Runs a predict signature: {input name: array or list} -> {output name: array}.
 
         Args:
             inputs: one value per input of the signature; lists and arrays of another
-                width are cast to the signature's dtypes.
+                width are cast to the signature's dtypes. A signature with one input
+                also takes the value alone (`client.predict(images)`).
             signature: the signature key, e.g. "serving_default" or "image_bytes".
             version, label: a specific version or version label (default: latest).
             output_filter: only these outputs (default: all).
 
         Returns:
-            dict of numpy arrays; strings are object arrays of bytes.
+            dict of numpy arrays; strings are object arrays of str (of bytes where an
+            output is not UTF-8 text, such as encoded images).
         """
         spec = self._spec(version, label, signature)
         sig = self._signature(spec)
+        if not isinstance(inputs, dict):
+            if len(sig["inputs"]) != 1:
+                raise TypeError(f"Signature {signature!r} takes {len(sig['inputs'])} inputs "
+                                f"({', '.join(sig['inputs'])}): pass a dict {{input name: value}}.")
+            inputs = {next(iter(sig["inputs"])): inputs}
         arrays = {name: _as_array(value, sig["inputs"].get(name, {}).get("dtype"))
                   for name, value in inputs.items()}
         try:
-            return self._retry("Predict", lambda: self._transport.predict(
+            outputs = self._retry("Predict", lambda: self._transport.predict(
                 spec, arrays, output_filter, sig, self.timeout))
+            return {name: _text(value) for name, value in outputs.items()}
         except ClientError:
             self._forget()  # a new model version may have brought a new signature
             raise
@@ -684,10 +663,8 @@ def _code_name(value: int) -> str:
 
 
 def _tensor_info(info) -> dict:
-    tf = _tf()
     try:
-        dtype = tf.dtypes.as_dtype(info.dtype).as_numpy_dtype
-        dtype = np.dtype(object) if dtype is object else np.dtype(dtype)
+        dtype = tensors.numpy_dtype(info.dtype)
     except TypeError:
         dtype = None
     shape = None if info.tensor_shape.unknown_rank else [

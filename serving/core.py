@@ -334,7 +334,7 @@ class ServerCore:
         return response
 
     def _classify_steps(self, servable, request, timeout, batch=True):
-        signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        signature_name = request.model_spec.signature_name or self._default_signature(servable, CLASSIFY_METHOD)
         signature = self._signature_for(servable, signature_name, CLASSIFY_METHOD, "classification")
         input_alias, output_keys = self._classification_parts(signature)
         examples = _examples(request.input)
@@ -347,7 +347,7 @@ class ServerCore:
         return response
 
     def _regress_steps(self, servable, request, timeout, batch=True):
-        signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        signature_name = request.model_spec.signature_name or self._default_signature(servable, REGRESS_METHOD)
         signature = self._signature_for(servable, signature_name, REGRESS_METHOD, "regression")
         input_alias, output_keys = self._regression_parts(signature)
         examples = _examples(request.input)
@@ -687,6 +687,22 @@ class ServerCore:
             raise _invalid(
                 f"Expected {kind} signature method_name to be {method}. Was: {signature.method_name}"
             )
+
+    @staticmethod
+    def _default_signature(servable, method):
+        """The signature a Classify or Regress without a signature name runs.
+
+        TF Serving runs serving_default, and refuses it when it is not a `method`
+        signature. A model whose serving_default predicts and that has exactly one
+        `method` signature (the zoo's exports: serving_default and "classify") runs
+        that one instead, where TF Serving would answer "Expected classification
+        signature method_name to be tensorflow/serving/classify".
+        """
+        default = servable.signature_defs.get(DEFAULT_SIGNATURE)
+        if default is not None and default.method_name == method:
+            return DEFAULT_SIGNATURE
+        named = [key for key, signature in servable.signature_defs.items() if signature.method_name == method]
+        return named[0] if len(named) == 1 else DEFAULT_SIGNATURE
 
     def _signature_for(self, servable, signature_name, method, kind):
         signature = servable.signature_defs.get(signature_name)

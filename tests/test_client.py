@@ -62,7 +62,10 @@ def test_predict_matches_the_saved_model(client, toy_dir):
     assert sorted(out) == ["class_id", "label", "probabilities"]
     assert out["probabilities"].dtype == np.float32 and out["class_id"].dtype == np.int64
     np.testing.assert_allclose(out["probabilities"], want["probabilities"], rtol=1e-6)
-    np.testing.assert_array_equal(out["label"], want["label"])
+    # Labels come back as str, whatever the protocol.
+    assert out["label"].tolist() == [label.decode() for label in want["label"]]
+    # A signature with one input takes the value alone.
+    np.testing.assert_array_equal(client.predict(IMAGE)["probabilities"], out["probabilities"])
 
 
 def test_versions_labels_and_output_filter(client, toy_dir):
@@ -168,21 +171,24 @@ def test_unknown_model(model_server):
         assert e.value.code == grpc.StatusCode.NOT_FOUND and "nope" in e.value.message
 
 
-def test_deadline(client, model_server, monkeypatch):
-    real = model_server.core.predict
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory):
+    """A server on a model that takes as long as it is asked, with no REST timeout of its own."""
+    srv = rm.start_slow_server(rm.save_slow(tmp_path_factory.mktemp("slow")), rest_api_timeout_in_ms=0)
+    yield srv
+    srv.stop()
 
-    def slow(request, **kwargs):
-        time.sleep(1.0)
-        return real(request, **kwargs)
 
-    client.predict({"image": IMAGE})  # signature metadata is cached before the slow call
-    monkeypatch.setattr(model_server.core, "predict", slow)
-    fast = Client(client.target, "toy", protocol=client.protocol, timeout=0.3, retries=0)
-    fast._signatures = client._signatures
-    with pytest.raises(ClientError) as e:
-        fast.predict({"image": IMAGE})
-    assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
-    fast.close()
+@pytest.mark.parametrize("protocol", ["grpc", "rest"])
+def test_deadline(slow_server, protocol):
+    port = slow_server.grpc_port if protocol == "grpc" else slow_server.rest_port
+    with Client(f"127.0.0.1:{port}", rm.SLOW_MODEL, protocol=protocol, timeout=0.3, retries=0) as fast:
+        start = time.monotonic()
+        with pytest.raises(ClientError) as e:
+            fast.predict({"seconds": [1.0]})
+        assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert time.monotonic() - start < 0.8
+    time.sleep(0.8)  # the run goes on in the server (a session run cannot be interrupted)
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "rest"])
