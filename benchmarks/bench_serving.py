@@ -48,10 +48,23 @@ costing the floor's server and client CPU plus the model's own in-process CPU (p
 image in full batches of 32 with batching, alone without). These two bounds say
 whether a target is reachable here at all, whatever the server does.
 
+Before and after. `--before REF` checks REF out into a detached `git worktree`
+and starts the same two servers (same flags, config file and models) from it:
+`python -m serving.server_main` run in the worktree with the worktree first on
+PYTHONPATH, so its `serving` package is imported, not the installed one (checked
+at start). Their cells, `grpc before` and `rest before`, are measured in the same
+interleaved rounds as all the others, and each model gets a before -> after table
+(p50 at the lowest concurrency, throughput at the highest, and REST's throughput
+as a share of gRPC's), plus the bounds from the floor, before and after: gRPC
+throughput at the highest concurrency >= 80% of the best a Python gRPC server
+could do here with batching, >= 90% without. `--servers-only` measures the
+in-process side and the floor only where the targets and bounds read them.
+
     python benchmarks/bench_serving.py                       # ~5 minutes (two models, 3 rounds of 1.5 s)
     python benchmarks/bench_serving.py --models simple_cnn --no-rest --concurrency 1 32
     python benchmarks/bench_serving.py --seconds 0.5 --rounds 1   # smoke run, ~1 minute
     python benchmarks/bench_serving.py --tf-threads 1,0      # intra-op 1, inter-op default
+    python benchmarks/bench_serving.py --before a20fbe2 --servers-only --concurrency 1 32
 
 Writes benchmarks/out/serving.md and benchmarks/out/serving.json (`--out` folder).
 """
@@ -87,6 +100,7 @@ BATCHING = ("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 1000 }\
             "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 1 }\n")
 WARMUP_SECONDS = 0.5
 FLOOR = "grpc floor (echo, no model)"
+BEFORE = " before"  # the suffix of the --before servers' modes: "grpc before", "rest before"
 # The servers' own gRPC options (serving.grpc_server), for the echo server.
 GRPC_OPTIONS = [("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1),
                 ("grpc.so_reuseport", 0)]
@@ -308,18 +322,58 @@ class EchoServer:
 # The served side.
 
 
-class Server:
-    """zoo-model-server in its own process, on free ports, serving every model of a config."""
+def _tree_env(tree):
+    """The environment that makes Python import `tree`'s packages.
 
-    def __init__(self, config_file, batching_file=None, rest=True, tf_threads="0,0"):
+    The project is installed in editable mode, but its finder comes after the path
+    finder on sys.meta_path, so PYTHONPATH wins.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
+    return env
+
+
+def checkout(ref, path):
+    """Check `ref` out into a detached worktree at `path`: (commit, the file its server is imported from)."""
+    done = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), ref],
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"git worktree add {ref} failed:\n{done.stderr}")
+    commit = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    # Ask the interpreter, environment and folder the before servers get.
+    found = subprocess.run([sys.executable, "-c", "import serving.server_main as m; print(m.__file__)"],
+                           cwd=path, env=_tree_env(path), capture_output=True, text=True)
+    where = pathlib.Path(found.stdout.strip() or "?").resolve()
+    if found.returncode or not where.is_relative_to(path.resolve()):
+        raise SystemExit(f"{ref}'s serving is not the one imported from {path}: {where}\n{found.stderr}")
+    return commit, str(where)
+
+
+def remove_checkout(path):
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)],
+                   capture_output=True, text=True)
+
+
+class Server:
+    """zoo-model-server in its own process, on free ports, serving every model of a config.
+
+    `tree`: a checkout (the --before worktree) whose server to run instead of the
+    installed one.
+    """
+
+    def __init__(self, config_file, batching_file=None, rest=True, tf_threads="0,0", tree=None):
         import grpc
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
         self.port = _free_port()
         self.rest_port = _free_port() if rest else None
-        script = pathlib.Path(sys.executable).with_name("zoo-model-server")
-        argv = [str(script), f"--port={self.port}", f"--model_config_file={config_file}",
-                "--file_system_poll_wait_seconds=0", "--grpc_max_threads=64"]
+        if tree is None:
+            argv, cwd, env = [str(pathlib.Path(sys.executable).with_name("zoo-model-server"))], None, None
+        else:
+            argv, cwd, env = [sys.executable, "-m", "serving.server_main"], tree, _tree_env(tree)
+        argv += [f"--port={self.port}", f"--model_config_file={config_file}",
+                 "--file_system_poll_wait_seconds=0", "--grpc_max_threads=64"]
         intra, inter = _tf_threads(tf_threads)
         if intra:
             argv.append(f"--tensorflow_intra_op_parallelism={intra}")
@@ -330,12 +384,18 @@ class Server:
         if batching_file:
             argv += ["--enable_batching", f"--batching_parameters_file={batching_file}"]
         self.log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
+        if tree is not None:  # the same folder and path as checkout() checked
+            running_in = pathlib.Path(os.readlink(f"/proc/{self.process.pid}/cwd"))
+            if running_in != pathlib.Path(tree).resolve():
+                self.stop()
+                raise RuntimeError(f"the server runs in {running_in}, not in {tree}")
         channel = grpc.insecure_channel(f"localhost:{self.port}")
         stub = health_pb2_grpc.HealthStub(channel)
         deadline = time.monotonic() + 180
         while True:
             if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()  # the run goes on without it (its cells fail)
                 raise RuntimeError("zoo-model-server did not start:\n" + self.log_tail())
             try:
                 if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
@@ -368,7 +428,11 @@ class Server:
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=60)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # so that the worktree can still be removed
+            self.process.kill()
+            self.process.wait()
 
 
 def _predict_request(name, key, example):
@@ -485,13 +549,18 @@ def _median_cell(model, mode, batching, concurrency, rounds):
     return cell
 
 
+def _find(cells, mode, batching, c):
+    """The measured cell (mode, batching, concurrency) of `cells`, or None."""
+    for x in cells:
+        if (x["mode"], x["batching"], x["concurrency"]) == (mode, batching, c) and "error" not in x:
+            return x
+    return None
+
+
 def _checks(cells, concurrency):
     """The issue's targets for one model's cells: [(target, measured, met)], floor line."""
     def cell(mode, batching, c):
-        for x in cells:
-            if (x["mode"], x["batching"], x["concurrency"]) == (mode, batching, c) and "error" not in x:
-                return x
-        return None
+        return _find(cells, mode, batching, c)
 
     checks = []
     low, high = min(concurrency), max(concurrency)
@@ -535,6 +604,87 @@ def _checks(cells, concurrency):
     return checks, floor_line
 
 
+def _before_after(cells, concurrency, floor_line):
+    """Before vs after for one model's cells: {"rows", "rest_share", "bounds"}, lists of dicts."""
+    low, high = min(concurrency), max(concurrency)
+
+    def value(mode, batching, c, key):
+        x = _find(cells, mode, batching, c)
+        return x[key] if x else None
+
+    def ratio(a, b):
+        return a / b if a is not None and b else None
+
+    rows = []
+    for key, c, unit in (("p50_ms", low, "p50 ms"), ("throughput_rps", high, "req/s")):
+        for transport in ("grpc", "rest"):
+            for batching in (False, True):
+                before, after = (value(transport + side, batching, c, key) for side in (BEFORE, ""))
+                rows.append({"metric": f"{'gRPC' if transport == 'grpc' else 'REST'} {unit} at c={c}",
+                             "batching": batching, "before": before, "after": after, "ratio": ratio(after, before)})
+    rest_share = [{"batching": batching, **{name: ratio(value("rest" + side, batching, high, "throughput_rps"),
+                                                         value("grpc" + side, batching, high, "throughput_rps"))
+                                            for name, side in (("before", BEFORE), ("after", ""))}}
+                  for batching in (False, True)]
+
+    # Each bound: (target, gRPC cell's key, batching, concurrency, limit, the best or None for a latency).
+    bounds = []
+    in_process = value("in-process", False, low, "p50_ms")
+    if in_process is not None:
+        bounds.append((f"gRPC p50 at c={low} <= in-process p50 + 1 ms ({in_process + 1:.2f} ms)",
+                       "p50_ms", False, low, in_process + 1, None))
+    if floor_line and "best_batched_rps" in floor_line:
+        for batching, share, best in ((True, 0.8, floor_line["best_batched_rps"]),
+                                      (False, 0.9, floor_line["best_unbatched_rps"])):
+            bounds.append((f"gRPC throughput at c={high} with batching {'on' if batching else 'off'} >= "
+                           f"{share:.0%} of the best a Python gRPC server could do here ({best:.0f} req/s)",
+                           "throughput_rps", batching, high, share * best, best))
+    checked = []
+    for target, key, batching, c, limit, best in bounds:
+        line = {"target": target, "limit": limit}
+        for name, side in (("before", BEFORE), ("after", "")):
+            v = value("grpc" + side, batching, c, key)
+            line[name] = None if v is None else (
+                {"measured": v, "met": v <= limit} if best is None
+                else {"measured": v, "share_of_best": v / best, "met": v >= limit})
+        checked.append(line)
+    return {"rows": rows, "rest_share": rest_share, "bounds": checked}
+
+
+def _before_after_lines(table, label):
+    """The markdown and the summary lines of `_before_after`'s table."""
+    def number(v, key):
+        return "-" if v is None else f"{v:.2f}" if "p50" in key else f"{v:.0f}"
+
+    def share(v):
+        return "-" if v is None else f"{v:.0%}"
+
+    lines = [f"### Before ({label['before']}) -> after ({label['after']})", "",
+             "| metric | batching | before | after | after/before |", "|---|---|---|---|---|"]
+    for r in table["rows"]:
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        lines.append(f"| {r['metric']} | {'on' if r['batching'] else 'off'} | {number(r['before'], r['metric'])} | "
+                     f"{number(r['after'], r['metric'])} | {ratio} |")
+    for r in table["rest_share"]:
+        lines.append(f"| REST req/s as a share of gRPC's | {'on' if r['batching'] else 'off'} | "
+                     f"{share(r['before'])} | {share(r['after'])} | |")
+    lines += ["", "| bound | before | after |", "|---|---|---|"]
+    summary = []
+    for b in table["bounds"]:
+        cells = []
+        for name in ("before", "after"):
+            x = b[name]
+            if x is None:
+                cells.append("not measured")
+                continue
+            measured = f"{x['measured']:.0f} req/s = {x['share_of_best']:.0%} of the best" \
+                if "share_of_best" in x else f"{x['measured']:.2f} ms"
+            cells.append(f"{measured}: {'met' if x['met'] else 'NOT met'}")
+        lines.append(f"| {b['target']} | {cells[0]} | {cells[1]} |")
+        summary.append(f"{b['target']}: before {cells[0]}; after {cells[1]}")
+    return lines + [""], summary
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS),
@@ -546,6 +696,10 @@ def main(argv=None):
                         help="INTRA,INTER op parallelism for the servers and the in-process side alike "
                              "(0: TensorFlow's default, as tensorflow_model_server's flags)")
     parser.add_argument("--no-rest", action="store_true", help="skip the REST measurements")
+    parser.add_argument("--before", metavar="REF",
+                        help="also serve from this git ref (a detached worktree) and compare before -> after")
+    parser.add_argument("--servers-only", action="store_true",
+                        help="measure the in-process side and the floor only where the targets and bounds read them")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out"), help="results folder (default: %(default)s)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--echo-server", nargs=2, help=argparse.SUPPRESS)
@@ -584,24 +738,54 @@ def main(argv=None):
                "tf_threads": args.tf_threads, "batching_parameters": BATCHING, "rest": rest, "models": {}}
 
     in_process = InProcess(work / "models.json", args.tf_threads)
-    servers, echo = {}, None
+    # Servers by (before, batching); one that does not start fails its cells, the run goes on.
+    servers, failed, echo = {}, {}, None
+    tree, rest_before = work / "before", False
     try:
-        for batching in (False, True):
-            servers[batching] = Server(config_file, batching_file if batching else None, rest=rest,
-                                       tf_threads=args.tf_threads)
+        if args.before:
+            commit, serving_file = checkout(args.before, tree)
+            rest_before = not args.no_rest and (tree / "serving" / "rest.py").exists()
+            dirty = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", "HEAD"]).returncode != 0
+            head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                  capture_output=True, text=True).stdout.strip()
+            results["before"] = {"ref": args.before, "commit": commit, "serving": serving_file,
+                                 "after": head + (" + uncommitted changes" if dirty else "")}
+            print(f"before: {args.before} = {commit}, serving from {serving_file}; "
+                  f"after: {results['before']['after']}", flush=True)
+        for before in (False, True) if args.before else (False,):
+            for batching in (False, True):
+                try:
+                    servers[before, batching] = Server(
+                        config_file, batching_file if batching else None, rest=rest_before if before else rest,
+                        tf_threads=args.tf_threads, tree=tree if before else None)
+                except RuntimeError as e:
+                    print(f"server (before={before}, batching={batching}): {e}", flush=True)
+                    failed[before, batching] = str(e).strip().splitlines()[-1]
+        if not servers:
+            raise SystemExit("no server started")
         responses = work / "responses"
         responses.mkdir()
         for name, m in models.items():  # the echo server's answers: the real ones
-            (responses / f"{name}.pb").write_bytes(servers[False].predict_once(m["request"]).SerializeToString())
+            answer = next(iter(servers.values())).predict_once(m["request"])
+            (responses / f"{name}.pb").write_bytes(answer.SerializeToString())
         echo = EchoServer(responses)
+        low, high = concurrency[0], concurrency[-1]
         cells = []
         for name in models:
-            cells += [(name, "in-process", b, c) for b in (False, True) for c in concurrency]
+            if args.servers_only:  # only what the targets and bounds read
+                cells += [(name, "in-process", b, c) for b, c in dict.fromkeys([(False, low), (False, high),
+                                                                                (True, high)])]
+            else:
+                cells += [(name, "in-process", b, c) for b in (False, True) for c in concurrency]
             cells.append((name, "in-process batches of 32", True, 1))
             cells += [(name, "grpc", b, c) for c in concurrency for b in (False, True)]
-            cells += [(name, FLOOR, None, c) for c in concurrency]
+            if args.before:
+                cells += [(name, "grpc" + BEFORE, b, c) for c in concurrency for b in (False, True)]
+            cells += [(name, FLOOR, None, c) for c in ([high] if args.servers_only else concurrency)]
             if rest:
                 cells += [(name, "rest", b, c) for c in concurrency for b in (False, True)]
+            if rest_before:
+                cells += [(name, "rest" + BEFORE, b, c) for c in concurrency for b in (False, True)]
         measured = {cell: [] for cell in cells}
         me = os.getpid()
         print(f"set up in {time.monotonic() - started:.0f} s; measuring {len(cells)} cells x {args.rounds} rounds",
@@ -619,20 +803,26 @@ def main(argv=None):
                             result["throughput_rps"] *= 32
                             result["cpu_us_per_request"] /= 32
                     else:
-                        process = echo.process if mode == FLOOR else servers[batching].process
-                        server_cpu, client_cpu = _cpu_seconds(process.pid), _cpu_seconds(me)
-                        if mode == "rest":
-                            latencies, throughput = closed_loop(
-                                rest_caller(servers[batching].rest_port, name, m["example"]), c, args.seconds)
+                        if mode == FLOOR:
+                            process, port = echo.process, echo.port
                         else:
-                            port = echo.port if mode == FLOOR else servers[batching].port
+                            key = (mode.endswith(BEFORE), batching)
+                            if key not in servers:
+                                raise RuntimeError(f"the server did not start: {failed[key]}")
+                            server = servers[key]
+                            process, port = server.process, server.port
+                        server_cpu, client_cpu = _cpu_seconds(process.pid), _cpu_seconds(me)
+                        if mode.startswith("rest"):
+                            latencies, throughput = closed_loop(
+                                rest_caller(server.rest_port, name, m["example"]), c, args.seconds)
+                        else:
                             latencies, throughput = grpc_closed_loop(port, m["request"], c, args.seconds)
                         share = args.seconds / (args.seconds + WARMUP_SECONDS) / max(1, len(latencies)) * 1e6
                         result = summary(latencies, throughput)
                         result["server_cpu_us_per_request"] = (_cpu_seconds(process.pid) - server_cpu) * share
                         result["client_cpu_us_per_request"] = (_cpu_seconds(me) - client_cpu) * share
-                except RuntimeError as e:
-                    result = {"error": str(e)}
+                except Exception as e:  # e.g. a REST server gone: the cell fails, the run goes on
+                    result = {"error": str(e) if isinstance(e, RuntimeError) else repr(e)}
                 measured[cell].append(result)
                 head = (f"round {round_ + 1} {name:12s} {mode:27s} "
                         f"batching={'-  ' if batching is None else 'on ' if batching else 'off'} c={c:<3d}")
@@ -647,6 +837,8 @@ def main(argv=None):
             echo.stop()
         for server in servers.values():
             server.stop()
+        if args.before:
+            remove_checkout(tree)
         shutil.rmtree(work, ignore_errors=True)
 
     lines = ["# Serving benchmark: in-process vs zoo-model-server, one example per request", "",
@@ -658,6 +850,11 @@ def main(argv=None):
              "or of the in-process child (in-process cells); client: this process, the gRPC/REST client. "
              f"`{FLOOR}`: a grpc.aio server that answers Predict with a prepared response "
              "(the real one) and runs no model: the most a Python gRPC server can serve here.", ""]
+    if args.before:
+        before = results["before"]
+        lines += [f"Before: `{before['ref']}` ({before['commit']}), its own `zoo-model-server` run from a worktree "
+                  f"(`{before['serving']}`), modes `grpc before` and `rest before`; after: {before['after']}. "
+                  "Both serve the same exported models with the same flags and config file.", ""]
     summary_lines = []
     for name, m in models.items():
         model_cells = [_median_cell(*cell, measured[cell]) for cell in cells if cell[0] == name]
@@ -703,10 +900,20 @@ def main(argv=None):
                               f"{floor_line['best_unbatched_rps']:.0f} without = "
                               f"{floor_line['best_ratio']:.2f}x from batching"]
         lines.append("")
+        if args.before:
+            table = _before_after(model_cells, concurrency, floor_line)
+            results["models"][name]["before_after"] = table
+            commit = results["before"]["commit"]
+            more, bounds = _before_after_lines(table, {
+                "before": args.before if commit.startswith(args.before) else f"{args.before} = {commit}",
+                "after": results["before"]["after"]})
+            lines += more
         summary_lines += [f"{name}: {t}: {v}: {'met' if ok else 'NOT met'}" for t, v, ok in checks]
         if floor_line:
             summary_lines.append(f"{name}: gRPC floor at c={floor_line['concurrency']} = "
                                  f"{floor_line['share']:.0%} of in-process batched")
+        if args.before:
+            summary_lines += [f"{name}: {b}" for b in bounds]
     results["duration_s"] = round(time.monotonic() - started, 1)
 
     out = pathlib.Path(args.out)
