@@ -4,6 +4,7 @@ import numpy as np
 
 import zoo
 from zoo import registry
+from zoo.tasks.base import model_inputs
 
 # Small enough that every check runs in seconds on two CPU cores.
 TINY = {
@@ -37,7 +38,7 @@ def example_batch(model, batch=4, seed=0):
     token ids with trailing padding for text)."""
     rng = np.random.default_rng(seed)
     out = {}
-    for k, t in model.input.items():
+    for k, t in model_inputs(model).items():
         shape = (batch,) + tuple(t.shape[1:])
         if "int" in str(t.dtype):
             ids = rng.integers(2, 100, shape)

@@ -6,13 +6,14 @@ import pytest
 
 import zoo
 from zoo import registry, tasks
+from zoo.tasks.base import model_inputs
 from tests.model_checks import example_batch, tiny_kwargs, tiny_model
 
 
 @pytest.mark.parametrize("name", zoo.list_models())
 def test_every_model_builds_fits_saves_and_round_trips(name, tmp_path):
     model = tiny_model(name)
-    assert list(model.input) == list(tasks.get_task(registry.get_model_spec(name).task).input_names)
+    assert list(model_inputs(model)) == list(tasks.get_task(registry.get_model_spec(name).task).input_names)
     assert model.output_names == ["logits"]
     assert model.get_layer("logits").name == "logits"
     x = example_batch(model)

@@ -174,7 +174,7 @@ def test_a_users_own_model_exports_with_task_and_a_wrong_one_is_refused(tmp_path
 
     image = keras.Input((4, 4, 1), name="image")
     wrong = keras.Model({"image": image}, keras.layers.Dense(2)(keras.layers.Flatten()(image)))
-    with pytest.raises(ExportError, match=r"vector_regression model takes a dict of inputs \['x'\]"):
+    with pytest.raises(ExportError, match=r"vector_regression model takes the named inputs \['x'\]"):
         export_saved_model(wrong, tmp_path / "models", "wrong", task="vector_regression")
     with pytest.raises(ExportError, match="Unknown task 'vector_regresion'. Did you mean 'vector_regression'"):
         export_saved_model(own, tmp_path / "models", "own", task="vector_regresion")

@@ -1,13 +1,16 @@
 """Text classification end to end: offline and TFDS data, training that learns,
 export with an in-graph tokenizer, verification, and gRPC serving."""
 
+import http.client
 import json
 
+import grpc
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from tensorflow_serving.apis import classification_pb2, prediction_service_pb2_grpc
 
 import zoo
 from export import export_saved_model
@@ -15,9 +18,11 @@ from export.model_card import read_signatures
 from export.archive import plan_export
 from export.verify import verify_in_subprocess
 from zoo.tasks import CLASSIFY_METHOD, PREDICT_METHOD
+from zoo.tasks.base import model_inputs
 from zoo.tasks.text_classification import text_example
 from model_checks import tiny_model
 from serving import Client, ModelServer
+from serving.client import ClientError
 from zoo.data import synthetic_topics, tfds_source
 from zoo.data.tokenizer import make_tokenizer, read_vocabulary
 
@@ -103,7 +108,7 @@ def test_tfds_text_training_run_with_mock_data(monkeypatch, tmp_path):
                         verbose=0, model_kwargs={"sequence_length": 16, "embedding_dim": 8, "filters": 8})
     info = json.loads((run / "dataset.json").read_text())
     assert info["sequence_length"] == 16 and (run / "vocab.txt").exists()
-    assert keras.saving.load_model(run / "model.keras").input["token_ids"].shape == (None, 16)
+    assert model_inputs(keras.saving.load_model(run / "model.keras"))["token_ids"].shape == (None, 16)
 
 
 def test_every_text_model_exports_and_verifies(tmp_path):
@@ -143,3 +148,51 @@ def test_trained_text_run_exports_verifies_and_serves_over_grpc(text_run, tmp_pa
     np.testing.assert_allclose(out["probabilities"].sum(axis=-1), 1.0, atol=1e-5)
     best = [max(row, key=lambda c: c[1])[0] for row in rows]
     assert [b.decode() if isinstance(b, bytes) else b for b in best] == expected[:4]
+
+
+@pytest.fixture(scope="module")
+def served_transformer(tmp_path_factory):
+    base = tmp_path_factory.mktemp("transformer") / "models"
+    export_saved_model(tiny_model("transformer_classifier"), base, "tr", dataset="synthetic_topics")
+    with ModelServer(base / "tr", "tr", port=0, rest_api_port=0, host="127.0.0.1") as server:
+        yield server
+
+
+GOOD = "The striker scored a late goal in the final match."
+
+
+@pytest.mark.parametrize("text", ["", "   \t ", "qqqzz xxyyw vvvkk"], ids=["empty", "whitespace", "unknown words"])
+def test_empty_and_unknown_texts_get_finite_probabilities(served_transformer, text):
+    # All padding (or all out-of-vocabulary) once gave NaN: every position was masked.
+    with Client(f"127.0.0.1:{served_transformer.grpc_port}", "tr") as client:
+        out = client.predict({"text": np.array([text.encode(), GOOD.encode()], dtype=object)})
+    assert np.isfinite(out["probabilities"]).all()
+    np.testing.assert_allclose(out["probabilities"].sum(axis=-1), 1.0, atol=1e-5)
+
+
+def test_classify_without_the_text_feature_names_it_and_the_server_goes_on(served_transformer):
+    wrong = tf.train.Example(features=tf.train.Features(feature={"txt": tf.train.Feature(
+        bytes_list=tf.train.BytesList(value=[b"a goal"]))}))
+    for protocol, port in (("grpc", served_transformer.grpc_port), ("rest", served_transformer.rest_port)):
+        with Client(f"127.0.0.1:{port}", "tr", protocol=protocol) as client:
+            with pytest.raises(ClientError) as e:
+                client.classify([wrong], signature="classify")
+            assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT, protocol
+            assert "Feature: text (data type: string) is required" in e.value.message, protocol
+            rows = client.classify([text_example(GOOD)], signature="classify")
+            assert len(rows) == 1 and np.isfinite([score for _, score in rows[0]]).all()
+
+
+def test_classify_without_a_signature_name_uses_the_classify_signature(served_transformer):
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = "tr"
+    request.input.example_list.examples.add().CopyFrom(text_example(GOOD))
+    with grpc.insecure_channel(f"127.0.0.1:{served_transformer.grpc_port}") as channel:
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Classify(request, timeout=30)
+    assert response.model_spec.signature_name == "classify"
+    assert len(response.result.classifications[0].classes) == 3  # the tiny model's classes
+    connection = http.client.HTTPConnection("127.0.0.1", served_transformer.rest_port, timeout=30)
+    connection.request("POST", "/v1/models/tr:classify", json.dumps({"examples": [{"text": GOOD}]}))
+    reply = connection.getresponse()
+    assert reply.status == 200 and len(json.loads(reply.read())["results"][0]) == 3
+    connection.close()

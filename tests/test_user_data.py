@@ -102,3 +102,22 @@ def test_a_registered_dataset_of_ones_own_trains_from_the_cli(tmp_path):
                            "--out", str(tmp_path / "run2")], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300, env={k: v for k, v in os.environ.items() if k != "ZOO_PLUGINS"})
     assert done.returncode != 0 and "my_digits" in done.stderr
+
+
+def test_build_model_comes_compiled_and_plain_keras_fit_on_arrays_reaches_95_percent():
+    import warnings
+
+    x, y = _digits("train")
+    x_test, y_test = _digits("test")
+    model = zoo.build_model("simple_cnn", num_classes=10, input_shape=(8, 8, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "structure of inputs doesn't match" on plain arrays
+        model.fit(x.astype("float32"), y, epochs=15, batch_size=64, verbose=0)
+        accuracy = model.evaluate(x_test.astype("float32"), y_test, verbose=0, return_dict=True)["accuracy"]
+        logits = model.predict(x_test[:4].astype("float32"), verbose=0)
+    assert accuracy >= 0.95
+    assert logits.shape == (4, 10)
+    # The same model takes the named dict too, and compile replaces the defaults.
+    model.compile(optimizer="sgd", loss=model.loss)
+    assert model.predict({"image": x_test[:2].astype("float32")}, verbose=0).shape == (2, 10)
+    assert not zoo.build_model("simple_cnn", compiled=False, num_classes=3).compiled

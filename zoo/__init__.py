@@ -3,7 +3,8 @@
     import zoo
     zoo.list_models()
     ds, info = zoo.load_dataset("digits", split="train", with_info=True)
-    run_dir = zoo.train("simple_cnn", dataset="digits", epochs=5)
+    run_dir = zoo.train("simple_cnn", "digits", epochs=5)      # or (x, y) arrays, a tf.data.Dataset
+    predictor = zoo.load(run_dir)                               # answers as the served model does
 """
 
 import os as _os
@@ -25,6 +26,7 @@ _EXPORTS = {
     "register_dataset": "zoo.data.registry",
     "train": "zoo.training",
     "evaluate": "zoo.training",
+    "load": "zoo.predictor",
 }
 __all__ = sorted(_EXPORTS)
 

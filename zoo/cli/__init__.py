@@ -129,6 +129,7 @@ def _cmd_train(args):
     config = TrainConfig(
         model=args.model, dataset=args.dataset or spec.default_dataset, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, data_dir=args.data_dir,
+        init_from=args.init_from, frozen_epochs=args.frozen_epochs,
     )
     config = apply_overrides(config, args.set or [], spec.defaults)
     fields = dataclasses.asdict(config)
@@ -190,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="TFDS data dir")
     p.add_argument("--out", help="run directory (default runs/MODEL-DATASET); an unfinished run there resumes")
     p.add_argument("--overwrite", action="store_true", help="delete a finished run in --out first")
+    p.add_argument("--init-from", metavar="RUN_DIR",
+                   help="fine-tune: start from this finished run's weights (where shapes match; the head is "
+                        "rebuilt when the classes differ)")
+    p.add_argument("--frozen-epochs", type=int, default=0, metavar="N",
+                   help="with --init-from: train only the head for the first N epochs")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a training option (optimizer, seed, early_stopping_patience, image_size, ...) "
                         "or a model argument (e.g. dropout=0.3); repeatable")

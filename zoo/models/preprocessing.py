@@ -26,7 +26,9 @@ def image_input(input_shape, min_size: int = 1, model: str = "model"):
         )
     image = keras.Input(shape=shape, name="image", dtype="float32")
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_pixels")(image)
-    return {"image": image}, x
+    # A list of one named input: fit/predict take plain arrays and {"image": x} alike,
+    # without Keras' "structure of inputs doesn't match" warning.
+    return [image], x
 
 
 def check_num_classes(num_classes, model: str):

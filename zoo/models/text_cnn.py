@@ -40,4 +40,4 @@ def text_cnn(num_classes=4, vocabulary_size=20_000, sequence_length=128, embeddi
     x = branches[0] if len(branches) == 1 else keras.layers.Concatenate(name="concat")(branches)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
-    return keras.Model({"token_ids": token_ids}, logits(x, num_classes), name="text_cnn")
+    return keras.Model([token_ids], logits(x, num_classes), name="text_cnn")

@@ -1,5 +1,10 @@
 """A small Transformer encoder classifier from keras-hub layers: token and position
-embeddings, pre-norm encoder blocks that ignore padding, mean pooling, logits."""
+embeddings, pre-norm encoder blocks that ignore padding, mean pooling, logits.
+
+An empty or all-padding text is read as one padding token at the first position:
+with every position masked, attention's softmax and the masked mean would divide
+by zero and answer NaN.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,22 @@ import keras_hub
 
 from zoo.models.preprocessing import check_num_classes, logits, token_input
 from zoo.registry import register_model
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class PaddingMask(keras.layers.Layer):
+    """True where a token is not padding (id 0), and always at the first position."""
+
+    def call(self, token_ids):
+        real = keras.ops.not_equal(token_ids, 0)
+        first = keras.ops.equal(keras.ops.arange(keras.ops.shape(token_ids)[1]), 0)
+        return keras.ops.logical_or(real, keras.ops.expand_dims(first, 0))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def compute_output_spec(self, token_ids):
+        return keras.KerasTensor(token_ids.shape, dtype="bool")
 
 
 @register_model(task="text_classification", default_dataset="synthetic_topics")
@@ -33,15 +54,17 @@ def transformer_classifier(num_classes=4, vocabulary_size=20_000, sequence_lengt
     if not isinstance(num_heads, int) or num_heads < 1 or hidden_dim % num_heads:
         raise ValueError(f"transformer_classifier: num_heads ({num_heads!r}) must divide hidden_dim ({hidden_dim!r}).")
     token_ids = token_input(vocabulary_size, sequence_length, model="transformer_classifier")
-    # mask_zero: the padding mask travels with the embeddings into every encoder block
-    # and the pooling, so padding changes no prediction.
+    # The padding mask goes to every encoder block and the pooling, so padding changes
+    # no prediction; it always keeps the first position (see the module docstring).
+    mask = PaddingMask(name="padding_mask")(token_ids)
     x = keras_hub.layers.TokenAndPositionEmbedding(
-        vocabulary_size, sequence_length, hidden_dim, mask_zero=True, name="embedding")(token_ids)
+        vocabulary_size, sequence_length, hidden_dim, name="embedding")(token_ids)
     for i in range(num_layers):
         x = keras_hub.layers.TransformerEncoder(
-            intermediate_dim, num_heads, dropout=dropout, normalize_first=True, name=f"encoder_{i}")(x)
+            intermediate_dim, num_heads, dropout=dropout, normalize_first=True, name=f"encoder_{i}")(
+            x, padding_mask=mask)
     x = keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
-    x = keras.layers.GlobalAveragePooling1D(name="avg_pool")(x)
+    x = keras.layers.GlobalAveragePooling1D(name="avg_pool")(x, mask=mask)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
-    return keras.Model({"token_ids": token_ids}, logits(x, num_classes), name="transformer_classifier")
+    return keras.Model([token_ids], logits(x, num_classes), name="transformer_classifier")

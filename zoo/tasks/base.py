@@ -115,16 +115,13 @@ class Task:
 
     def check_model(self, model) -> None:
         """Raises ValueError unless `model` takes and returns what this task needs."""
-        try:
-            inputs = model.input
-        except (AttributeError, ValueError):  # a subclassed model that was never called
-            inputs = None
-        names = sorted(inputs) if isinstance(inputs, dict) else None
+        inputs = model_inputs(model)
+        names = sorted(inputs) if inputs is not None else None
         if names != sorted(self.input_names):
             raise ValueError(
-                f"A {self.name} model takes a dict of inputs {list(self.input_names)}; this model takes "
+                f"A {self.name} model takes the named inputs {list(self.input_names)}; this model takes "
                 f"{names or _describe_inputs(model)}. Build it with keras.Input(name=...) per input and "
-                f"call keras.Model(inputs={{name: input}}, outputs=...).")
+                f"call keras.Model(inputs=[input, ...] or {{name: input}}, outputs=...).")
 
     # --- data ----------------------------------------------------------------
     def builder_arguments(self, info) -> dict:
@@ -204,6 +201,22 @@ class Task:
     def format_answer(self, row: dict) -> str:
         """One line for one example's outputs (`zoo predict`)."""
         return " ".join(f"{k}={v}" for k, v in row.items())
+
+
+def model_inputs(model) -> dict | None:
+    """A Keras model's inputs by name ({"image": KerasTensor}), whether it was built
+    with a dict or a list of named inputs; None for a model without named inputs."""
+    try:
+        inputs = model.input
+    except (AttributeError, ValueError):  # a subclassed model that was never called
+        return None
+    if isinstance(inputs, dict):
+        return dict(inputs)
+    inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    names = [t.name for t in inputs]
+    if len(set(names)) != len(names):
+        return None
+    return dict(zip(names, inputs))
 
 
 def _describe_inputs(model) -> str:

@@ -23,7 +23,9 @@ import tensorflow as tf
 
 from zoo.data import registry as datasets
 from zoo.tasks import image_codec
-from zoo.tasks.base import CLASSIFY_METHOD, PREDICT_METHOD, Endpoint, ExportSource, Request, Signatures, register_task
+from zoo.tasks.base import (
+    CLASSIFY_METHOD, PREDICT_METHOD, Endpoint, ExportSource, Request, Signatures, model_inputs, register_task,
+)
 from zoo.tasks.classification import Classification, classify_outputs, label_table, predict_outputs
 
 log = logging.getLogger(__name__)
@@ -102,7 +104,7 @@ class ImageClassification(Classification):
 
     # --- export ----------------------------------------------------------------
     def export_assets(self, source: ExportSource) -> dict:
-        shape = tuple(source.model.input["image"].shape[1:])
+        shape = tuple(model_inputs(source.model)["image"].shape[1:])
         if len(shape) != 3 or any(d is None for d in shape) or shape[-1] not in (1, 3):
             raise ValueError(
                 f"An image classifier must take 'image' [B,H,W,C] with fixed H, W and C in "
@@ -120,7 +122,7 @@ class ImageClassification(Classification):
                     max_image_pixels=assets["max_image_pixels"])
 
     def examples(self, source: ExportSource, given, count):
-        shape = tuple(source.model.input["image"].shape[1:])
+        shape = tuple(model_inputs(source.model)["image"].shape[1:])
         config = source.config or {}
         name = source.dataset_name
         found, origin = None, "random"

@@ -20,7 +20,9 @@ import tensorflow as tf
 
 from zoo.data import registry as datasets
 from zoo.data import tokenizer as tokenizers
-from zoo.tasks.base import CLASSIFY_METHOD, PREDICT_METHOD, Endpoint, ExportSource, Request, Signatures, register_task
+from zoo.tasks.base import (
+    CLASSIFY_METHOD, PREDICT_METHOD, Endpoint, ExportSource, Request, Signatures, model_inputs, register_task,
+)
 from zoo.tasks.classification import Classification, classify_outputs, label_table, predict_outputs
 
 log = logging.getLogger(__name__)
@@ -106,7 +108,7 @@ class TextClassification(Classification):
 
     # --- export ----------------------------------------------------------------
     def export_assets(self, source: ExportSource) -> dict:
-        sequence_length = source.model.input["token_ids"].shape[1]
+        sequence_length = model_inputs(source.model)["token_ids"].shape[1]
         if sequence_length is None:
             raise ValueError("A text classifier needs a fixed sequence_length (token_ids [B, T]).")
         info, config = source.dataset or {}, source.config or {}
@@ -168,7 +170,10 @@ class TextClassification(Classification):
             return predict(text)
 
         def classify(inputs):
-            parsed = tf.io.parse_example(inputs, {TEXT_FEATURE: tf.io.FixedLenFeature([], tf.string, default_value="")})
+            # No default: an example without the feature is INVALID_ARGUMENT naming it
+            # ("Feature: text (data type: string) is required but could not be found."),
+            # not an empty text's answer.
+            parsed = tf.io.parse_example(inputs, {TEXT_FEATURE: tf.io.FixedLenFeature([], tf.string)})
             return classify_outputs(predict(parsed[TEXT_FEATURE])["probabilities"], table, num_classes)
 
         return Signatures(

@@ -33,6 +33,10 @@ class TrainConfig:
     jit_compile: str = "auto"  # auto: XLA on GPU, off on CPU where it does not pay
     strategy: str = "auto"  # auto, default, mirrored, multi_worker
     model_kwargs: dict = dataclasses.field(default_factory=dict)
+    # Fine-tuning: start from this finished run's weights (where shapes match), with
+    # everything but the head frozen for the first `frozen_epochs` epochs.
+    init_from: str | None = None
+    frozen_epochs: int = 0
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -69,6 +73,11 @@ class TrainConfig:
         for name in ("mixed_precision", "jit_compile"):
             if getattr(self, name) not in SWITCHES:
                 raise ValueError(f"{name} must be one of {', '.join(SWITCHES)}, got {getattr(self, name)!r}.")
+        if not isinstance(self.frozen_epochs, int) or isinstance(self.frozen_epochs, bool) \
+                or not 0 <= self.frozen_epochs <= self.epochs:
+            raise ValueError(f"frozen_epochs must be an int from 0 to epochs ({self.epochs}), got {self.frozen_epochs!r}.")
+        if self.frozen_epochs and not self.init_from:
+            raise ValueError("frozen_epochs freezes weights taken from another run: give init_from too.")
         from zoo.training.strategy import STRATEGIES
 
         if self.strategy not in STRATEGIES:

@@ -34,6 +34,7 @@ from zoo.data.registry import list_datasets
 from zoo.data.user_data import in_memory_dataset
 from zoo.training import strategy as strategies
 from zoo.training.callbacks import AtomicBestCheckpoint
+from zoo.training.fine_tune import freeze_all_but_head, initialize_from
 from zoo.training.config import TrainConfig
 from zoo.training.plots import plot_history
 
@@ -85,6 +86,8 @@ def _prepare_run_dir(run_dir: pathlib.Path, config: TrainConfig, overwrite: bool
     elif saved.exists():
         previous = json.loads(saved.read_text())
         previous.setdefault("task", config.task)  # runs from before config.json recorded the task
+        previous.setdefault("init_from", None)  # and before fine-tuning
+        previous.setdefault("frozen_epochs", 0)
         if previous != config.to_json():
             changed = sorted(k for k in set(previous) | set(config.to_json())
                              if previous.get(k) != config.to_json().get(k))
@@ -161,7 +164,10 @@ def train(
         model_kwargs: builder arguments (num_classes and input_shape, or for text
             vocabulary_size, come from the data; a text model's sequence_length also
             sets the pipeline's).
-        **options: other `TrainConfig` fields (optimizer, seed, early_stopping_patience, ...).
+        **options: other `TrainConfig` fields (optimizer, seed, early_stopping_patience, ...),
+            among them fine-tuning's `init_from` (a finished run whose weights this run
+            starts from, where shapes match; the head is rebuilt when the classes
+            differ) and `frozen_epochs` (epochs that train only the head first).
 
     Example:
         >>> import zoo
@@ -183,6 +189,8 @@ def train(
     else:
         dataset = in_memory_dataset(spec.task, data, validation_data, label_names, seed=options.get("seed", 0))
     strategy_name = strategy if isinstance(strategy, str) else "auto"
+    if options.get("init_from") is not None:
+        options["init_from"] = str(pathlib.Path(options["init_from"]).resolve())
     unknown = set(options) - set(TrainConfig.__dataclass_fields__)
     derived = {"model", "dataset", "task"}  # arguments of their own, or from the model
     if unknown or derived & set(options):
@@ -215,6 +223,14 @@ def train(
     train_split, val_split, test_split = _splits(info)
     load = dict(batch_size=config.batch_size, data_dir=config.data_dir, seed=config.seed,
                 image_size=config.image_size, **task.data_options_for(config.model_kwargs))
+    source_model = None
+    if config.init_from:
+        source_model, source_config, source_info = load_run(config.init_from)
+        source_task = source_config.task or source_info.get("task")
+        if source_task != spec.task:
+            raise ValueError(f"init_from {config.init_from} is a {source_task} run; {model} is a {spec.task} model.")
+        # The source's preprocessing (a text run's vocabulary) goes with its weights.
+        load.update(task.read_run_assets(pathlib.Path(config.init_from), source_info))
     train_ds, info = load_dataset(dataset, train_split, with_info=True, shuffle=config.shuffle, **load)
 
     from_data = task.builder_arguments(info)
@@ -243,6 +259,9 @@ def train(
     else:
         fit_fn = None
     steps_per_execution = config.steps_per_execution
+    if fit_fn is not None and config.frozen_epochs:
+        raise ValueError("frozen_epochs is not supported with several workers (TF_CONFIG); train the head "
+                         "in a run of its own, then fine-tune from it.")
     if dist.num_replicas_in_sync > 1 and steps_per_execution > 1 and fit_fn is None:
         # Keras 3.15's multi-step loop under MirroredStrategy fails with "You must feed
         # a value for placeholder tensor 'while/.../Placeholder'": one step per call.
@@ -254,21 +273,31 @@ def train(
     previous_policy = keras.config.dtype_policy()
     if mixed:
         keras.config.set_dtype_policy("mixed_float16")
-    try:
+    def compile_net():
         with dist.scope():
-            net = registry.build_model(model, **build_kwargs)
-            task.check_model(net)  # a builder that breaks its task's contract fails here, not at export
             net.compile(
                 optimizer=_optimizer(config), loss=task.loss(), metrics=task.metrics(),
                 jit_compile=jit, steps_per_execution=steps_per_execution,
             )
+
+    try:
+        with dist.scope():
+            net = registry.build_model(model, compiled=False, **build_kwargs)
+            task.check_model(net)  # a builder that breaks its task's contract fails here, not at export
+        compile_net()
     finally:
         keras.config.set_dtype_policy(previous_policy)
+    if source_model is not None:
+        report = initialize_from(net, source_model)
+        _write_json(run_dir / "init_from.json", {"run_dir": config.init_from, **report})
+        log.info("Initialized from %s: %d layers copied, %s rebuilt", config.init_from, len(report["copied"]),
+                 ", ".join(report["skipped"]) or "none")
 
     monitor = "val_loss" if val_ds is not None else "loss"
+    csv_logger = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming)
     cbs = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming),
+        csv_logger,
         AtomicBestCheckpoint(run_dir / "best.keras", monitor=monitor),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0),
     ]
@@ -285,8 +314,22 @@ def train(
     if fit_fn is not None:
         fit_fn(net, dist, train_ds, val_ds, config, cbs, verbose, run_dir)
     else:
-        net.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=cbs, verbose=verbose,
-                shuffle=False)  # the pipeline shuffles
+        initial_epoch = 0
+        done = len(_read_csv_history(run_dir / "history.csv")["epoch"]) if resuming and \
+            (run_dir / "history.csv").exists() else 0
+        if config.frozen_epochs and done < config.frozen_epochs:
+            # First the new head alone, on the copied features; then everything.
+            freeze_all_but_head(net, True)
+            compile_net()
+            net.fit(train_ds, validation_data=val_ds, epochs=config.frozen_epochs, callbacks=cbs,
+                    verbose=verbose, shuffle=False)
+            freeze_all_but_head(net, False)
+            compile_net()
+            csv_logger.append = True  # the second fit goes on with the same history
+        if config.frozen_epochs:
+            initial_epoch = config.frozen_epochs
+        net.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
+                callbacks=cbs, verbose=verbose, shuffle=False)  # the pipeline shuffles
     seconds = time.perf_counter() - start
 
     net.save(run_dir / ".model.keras.tmp.keras")
