@@ -110,3 +110,30 @@ def test_evaluate_an_unfinished_run_says_how_to_resume(tmp_path, capsys):
     (tmp_path / "config.json").write_text("{}")
     assert cli.main(["evaluate", str(tmp_path)]) == 2
     assert "has not finished" in capsys.readouterr().err
+
+
+def test_a_run_that_fails_before_its_first_step_leaves_no_run_directory(tmp_path, capsys):
+    for argv in (["train", "mlp", "--dataset", "digitz"], ["train", "text_cnn", "--dataset", "digits"]):
+        out = tmp_path / argv[1]
+        assert cli.main(argv + ["--out", str(out)]) == 2
+        assert not out.exists(), argv
+    capsys.readouterr()
+
+
+def test_info_lists_the_set_keys_with_their_defaults(capsys):
+    assert cli.main(["info", "simple_cnn"]) == 0
+    out = capsys.readouterr().out
+    assert "dense_units=128" in out and "num_classes=10   (set from the dataset)" in out
+    assert "optimizer='adam'" in out and "init_from=None" in out
+
+
+def test_train_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "(default: 10)" in out and "(default: 0.001)" in out
+
+
+def test_predict_of_a_missing_file_says_no_such_file(capsys):
+    assert cli.main(["predict", "--model", "digits", "--server", "127.0.0.1:1", "missing.png"]) == 2
+    assert "no such file: missing.png" in capsys.readouterr().err

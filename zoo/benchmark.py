@@ -45,7 +45,7 @@ def training_throughput(
     ds, info = load_dataset(dataset, "train", batch_size=batch_size, drop_remainder=True, with_info=True)
     spec = registry.get_model_spec(model)
     task = tasks.get_task(spec.task)
-    net = registry.build_model(model, **dict(model_kwargs or {}, **task.builder_arguments(info)))
+    net = registry.build_model(model, compiled=False, **dict(model_kwargs or {}, **task.builder_arguments(info)))
     opt = (keras.optimizers.SGD(learning_rate, momentum=0.9) if optimizer == "sgd"
            else keras.optimizers.Adam(learning_rate))
     net.compile(optimizer=opt, loss=task.loss(), metrics=task.metrics(),

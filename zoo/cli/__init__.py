@@ -31,10 +31,14 @@ EXAMPLES = {
 }
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Examples kept as written, and every option's default shown."""
+
+
 def _parser_with_example(sub, name, help_text):
     return sub.add_parser(
         name, help=help_text, description=help_text,
-        epilog=f"example:\n  {EXAMPLES[name]}", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"example:\n  {EXAMPLES[name]}", formatter_class=HelpFormatter,
     )
 
 
@@ -46,7 +50,7 @@ def _cmd_list(args):
         spec = registry.get_model_spec(name)
         rows.append({
             "name": name, "task": spec.task,
-            "parameters": registry.build_model(name).count_params(),
+            "parameters": registry.build_model(name, compiled=False).count_params(),
             "default_dataset": spec.default_dataset, "summary": spec.summary,
         })
     if args.json:
@@ -109,7 +113,7 @@ def _cmd_info(args):
     from zoo import registry
 
     spec = registry.get_model_spec(args.target)
-    model = registry.build_model(args.target)
+    model = registry.build_model(args.target, compiled=False)
     if args.json:
         print(json.dumps({"name": spec.name, "task": spec.task, "default_dataset": spec.default_dataset,
                           "parameters": model.count_params(), "arguments": spec.defaults}, indent=2, default=str))
@@ -117,6 +121,18 @@ def _cmd_info(args):
     print(f"{spec.name} ({spec.task}; default dataset {spec.default_dataset})\n")
     print(inspect.getdoc(spec.builder), "\n")
     model.summary()
+    # What `zoo train --set` takes for this model; the data sets some of them itself.
+    from zoo import tasks
+
+    decided = set(tasks.get_task(spec.task).data_arguments)
+    print(f"\n`zoo train {spec.name} --set KEY=VALUE` keys (default):")
+    for key, value in spec.defaults.items():
+        print(f"  {key}={value!r}" + ("   (set from the dataset)" if key in decided else ""))
+    from zoo.training.config import TrainConfig
+
+    options = [f"{f.name}={f.default!r}" for f in dataclasses.fields(TrainConfig)
+               if f.name not in ("model", "dataset", "task", "model_kwargs") and f.default is not dataclasses.MISSING]
+    print("and the training options:\n  " + "\n  ".join(options))
     return 0
 
 
@@ -185,9 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _parser_with_example(sub, "train", "train a model with fit and write a run directory")
     p.add_argument("model", help="a registered model (see `zoo list`)")
     p.add_argument("--dataset", help="offline (digits, synthetic_shapes) or TFDS name; default: the model's")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training split")
+    p.add_argument("--batch-size", type=int, default=64, help="examples per step")
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="the optimizer's learning rate")
     p.add_argument("--data-dir", help="TFDS data dir")
     p.add_argument("--out", help="run directory (default runs/MODEL-DATASET); an unfinished run there resumes")
     p.add_argument("--overwrite", action="store_true", help="delete a finished run in --out first")
@@ -203,15 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _parser_with_example(sub, "evaluate", "evaluate a finished run")
     p.add_argument("run_dir")
-    p.add_argument("--split", default="test")
-    p.add_argument("--checkpoint", choices=("model", "best"), default="model")
+    p.add_argument("--split", default="test", help="the split to evaluate on")
+    p.add_argument("--checkpoint", choices=("model", "best"), default="model",
+                   help="the final model or the best by validation loss")
     p.set_defaults(fn=_cmd_evaluate)
 
     p = _parser_with_example(sub, "bench", "measure training and input-pipeline throughput")
     p.add_argument("model")
     p.add_argument("--dataset", default="synthetic_shapes")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=64, help="examples per step")
+    p.add_argument("--steps", type=int, default=200, help="steps measured")
     p.set_defaults(fn=_cmd_bench)
 
     p = _parser_with_example(sub, "demo", "train, evaluate, export, serve and query a model end to end")

@@ -109,9 +109,19 @@ def add_parsers(subparsers) -> None:
 # ---------------------------------------------------------------------------
 
 
+# Arguments with these endings name files: a missing one is an error, never sent as text.
+FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".wav", ".flac", ".txt", ".json", ".npy")
+
+
 def run_predict(args) -> int:
+    import pathlib
+
     from serving.client import Client, ClientError
     from zoo import tasks
+
+    missing = [v for v in args.inputs if v.lower().endswith(FILE_SUFFIXES) and not pathlib.Path(v).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such file: {', '.join(missing)}")
 
     server = args.server or ("localhost:8501" if args.rest else "localhost:8500")
     client = Client(server, args.model, protocol="rest" if args.rest else "grpc", timeout=args.timeout,

@@ -96,6 +96,8 @@ class Task:
     name: str = ""
     description: str = ""
     input_names: tuple = ()
+    # Builder arguments the data decides (`builder_arguments`), which `--set` cannot change.
+    data_arguments: tuple = ()
     # serving_default's input keys (the exported contract; raw input, not model input).
     serving_inputs: tuple = ()
     # load_dataset keyword options this task's data understands (e.g. image_size).

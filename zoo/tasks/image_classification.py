@@ -76,6 +76,7 @@ class ImageClassification(Classification):
     name = "image_classification"
     description = "[B,H,W,C] float32 pixels 0-255 -> K logits"
     input_names = ("image",)
+    data_arguments = ("num_classes", "input_shape")
     serving_inputs = ("image",)
     data_options = ("image_size",)
     export_options = ("max_image_pixels",)

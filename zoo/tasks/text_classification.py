@@ -67,6 +67,7 @@ class TextClassification(Classification):
     name = "text_classification"
     description = "[B,T] int32 token ids (0 pads) -> K logits"
     input_names = ("token_ids",)
+    data_arguments = ("num_classes", "vocabulary_size")
     serving_inputs = ("text",)
     data_options = ("sequence_length", "vocabulary")
 

@@ -213,103 +213,110 @@ def train(
         # Only the chief writes the run directory; each other worker keeps its own
         # backup and logs beside it, as tf.distribute's multi-worker guide does.
         run_dir = run_dir / "workers" / str(worker)
+    fresh = not run_dir.exists() or overwrite
     resuming = _prepare_run_dir(run_dir, config, overwrite)
-
-    task = tasks.get_task(spec.task)
-    info = dataset_info(dataset, data_dir=config.data_dir)
-    if info.task != spec.task:
-        raise ValueError(f"{model} is a {spec.task} model but {dataset} is a {info.task} dataset; "
-                         f"{spec.task} datasets: {', '.join(list_datasets(spec.task))}.")
-    train_split, val_split, test_split = _splits(info)
-    load = dict(batch_size=config.batch_size, data_dir=config.data_dir, seed=config.seed,
-                image_size=config.image_size, **task.data_options_for(config.model_kwargs))
-    source_model = None
-    if config.init_from:
-        source_model, source_config, source_info = load_run(config.init_from)
-        source_task = source_config.task or source_info.get("task")
-        if source_task != spec.task:
-            raise ValueError(f"init_from {config.init_from} is a {source_task} run; {model} is a {spec.task} model.")
-        # The source's preprocessing (a text run's vocabulary) goes with its weights.
-        load.update(task.read_run_assets(pathlib.Path(config.init_from), source_info))
-    train_ds, info = load_dataset(dataset, train_split, with_info=True, shuffle=config.shuffle, **load)
-
-    from_data = task.builder_arguments(info)
-    for key, value in from_data.items():
-        if key in config.model_kwargs and config.model_kwargs[key] != value:
-            raise ValueError(f"{key} comes from the dataset ({value}); do not set it.")
-    build_kwargs = dict(config.model_kwargs, **from_data)
-
-    _write_json(run_dir / "config.json", config.to_json())
-    # What the task needs beyond the model (a text run's vocabulary), written beside it;
-    # every later split, evaluation and export reads it back from the run directory.
-    dataset_json = dict(info.to_json(), **task.write_run_assets(run_dir, info))
-    _write_json(run_dir / "dataset.json", dataset_json)
-    load.update(task.read_run_assets(run_dir, dataset_json))
-    val_ds = load_dataset(dataset, val_split, **load) if val_split else None
-
-    mixed = strategies.use_mixed_precision(config.mixed_precision)
-    jit = strategies.use_xla(config.jit_compile)
-    log.info("strategy=%s replicas=%d mixed_float16=%s xla=%s", type(dist).__name__,
-             dist.num_replicas_in_sync, mixed, jit)
-
-    if isinstance(dist, tf.distribute.MultiWorkerMirroredStrategy):
-        from zoo.training.multi_worker import fit_multi_worker
-
-        fit_fn = fit_multi_worker
-    else:
-        fit_fn = None
-    steps_per_execution = config.steps_per_execution
-    if fit_fn is not None and config.frozen_epochs:
-        raise ValueError("frozen_epochs is not supported with several workers (TF_CONFIG); train the head "
-                         "in a run of its own, then fine-tune from it.")
-    if dist.num_replicas_in_sync > 1 and steps_per_execution > 1 and fit_fn is None:
-        # Keras 3.15's multi-step loop under MirroredStrategy fails with "You must feed
-        # a value for placeholder tensor 'while/.../Placeholder'": one step per call.
-        log.warning("steps_per_execution=%d is not supported with %d replicas; using 1",
-                    steps_per_execution, dist.num_replicas_in_sync)
-        steps_per_execution = 1
-
-    keras.utils.set_random_seed(config.seed)
-    previous_policy = keras.config.dtype_policy()
-    if mixed:
-        keras.config.set_dtype_policy("mixed_float16")
-    def compile_net():
-        with dist.scope():
-            net.compile(
-                optimizer=_optimizer(config), loss=task.loss(), metrics=task.metrics(),
-                jit_compile=jit, steps_per_execution=steps_per_execution,
-            )
-
     try:
-        with dist.scope():
-            net = registry.build_model(model, compiled=False, **build_kwargs)
-            task.check_model(net)  # a builder that breaks its task's contract fails here, not at export
-        compile_net()
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
-    if source_model is not None:
-        report = initialize_from(net, source_model)
-        _write_json(run_dir / "init_from.json", {"run_dir": config.init_from, **report})
-        log.info("Initialized from %s: %d layers copied, %s rebuilt", config.init_from, len(report["copied"]),
-                 ", ".join(report["skipped"]) or "none")
+        task = tasks.get_task(spec.task)
+        info = dataset_info(dataset, data_dir=config.data_dir)
+        if info.task != spec.task:
+            raise ValueError(f"{model} is a {spec.task} model but {dataset} is a {info.task} dataset; "
+                             f"{spec.task} datasets: {', '.join(list_datasets(spec.task))}.")
+        train_split, val_split, test_split = _splits(info)
+        load = dict(batch_size=config.batch_size, data_dir=config.data_dir, seed=config.seed,
+                    image_size=config.image_size, **task.data_options_for(config.model_kwargs))
+        source_model = None
+        if config.init_from:
+            source_model, source_config, source_info = load_run(config.init_from)
+            source_task = source_config.task or source_info.get("task")
+            if source_task != spec.task:
+                raise ValueError(f"init_from {config.init_from} is a {source_task} run; {model} is a {spec.task} model.")
+            # The source's preprocessing (a text run's vocabulary) goes with its weights.
+            load.update(task.read_run_assets(pathlib.Path(config.init_from), source_info))
+        train_ds, info = load_dataset(dataset, train_split, with_info=True, shuffle=config.shuffle, **load)
 
-    monitor = "val_loss" if val_ds is not None else "loss"
-    csv_logger = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming)
-    cbs = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        csv_logger,
-        AtomicBestCheckpoint(run_dir / "best.keras", monitor=monitor),
-        keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0),
-    ]
-    if config.early_stopping_patience:
-        cbs.append(keras.callbacks.EarlyStopping(
-            monitor=monitor, patience=config.early_stopping_patience, restore_best_weights=True))
-    cbs += list(callbacks or [])
-    if resuming:
-        log.info("Resuming the unfinished run in %s from its backup", run_dir)
+        from_data = task.builder_arguments(info)
+        for key, value in from_data.items():
+            if key in config.model_kwargs and config.model_kwargs[key] != value:
+                raise ValueError(f"{key} comes from the dataset ({value}); do not set it.")
+        build_kwargs = dict(config.model_kwargs, **from_data)
 
-    if verbose == "auto":
-        verbose = 1 if sys.stdout.isatty() else 2
+        _write_json(run_dir / "config.json", config.to_json())
+        # What the task needs beyond the model (a text run's vocabulary), written beside it;
+        # every later split, evaluation and export reads it back from the run directory.
+        dataset_json = dict(info.to_json(), **task.write_run_assets(run_dir, info))
+        _write_json(run_dir / "dataset.json", dataset_json)
+        load.update(task.read_run_assets(run_dir, dataset_json))
+        val_ds = load_dataset(dataset, val_split, **load) if val_split else None
+
+        mixed = strategies.use_mixed_precision(config.mixed_precision)
+        jit = strategies.use_xla(config.jit_compile)
+        log.info("strategy=%s replicas=%d mixed_float16=%s xla=%s", type(dist).__name__,
+                 dist.num_replicas_in_sync, mixed, jit)
+
+        if isinstance(dist, tf.distribute.MultiWorkerMirroredStrategy):
+            from zoo.training.multi_worker import fit_multi_worker
+
+            fit_fn = fit_multi_worker
+        else:
+            fit_fn = None
+        steps_per_execution = config.steps_per_execution
+        if fit_fn is not None and config.frozen_epochs:
+            raise ValueError("frozen_epochs is not supported with several workers (TF_CONFIG); train the head "
+                             "in a run of its own, then fine-tune from it.")
+        if dist.num_replicas_in_sync > 1 and steps_per_execution > 1 and fit_fn is None:
+            # Keras 3.15's multi-step loop under MirroredStrategy fails with "You must feed
+            # a value for placeholder tensor 'while/.../Placeholder'": one step per call.
+            log.warning("steps_per_execution=%d is not supported with %d replicas; using 1",
+                        steps_per_execution, dist.num_replicas_in_sync)
+            steps_per_execution = 1
+
+        keras.utils.set_random_seed(config.seed)
+        previous_policy = keras.config.dtype_policy()
+        if mixed:
+            keras.config.set_dtype_policy("mixed_float16")
+        def compile_net():
+            with dist.scope():
+                net.compile(
+                    optimizer=_optimizer(config), loss=task.loss(), metrics=task.metrics(),
+                    jit_compile=jit, steps_per_execution=steps_per_execution,
+                )
+
+        try:
+            with dist.scope():
+                net = registry.build_model(model, compiled=False, **build_kwargs)
+                task.check_model(net)  # a builder that breaks its task's contract fails here, not at export
+            compile_net()
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
+        if source_model is not None:
+            report = initialize_from(net, source_model)
+            _write_json(run_dir / "init_from.json", {"run_dir": config.init_from, **report})
+            log.info("Initialized from %s: %d layers copied, %s rebuilt", config.init_from, len(report["copied"]),
+                     ", ".join(report["skipped"]) or "none")
+
+        monitor = "val_loss" if val_ds is not None else "loss"
+        csv_logger = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming)
+        cbs = [
+            keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+            csv_logger,
+            AtomicBestCheckpoint(run_dir / "best.keras", monitor=monitor),
+            keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0),
+        ]
+        if config.early_stopping_patience:
+            cbs.append(keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=config.early_stopping_patience, restore_best_weights=True))
+        cbs += list(callbacks or [])
+        if resuming:
+            log.info("Resuming the unfinished run in %s from its backup", run_dir)
+
+        if verbose == "auto":
+            verbose = 1 if sys.stdout.isatty() else 2
+    except BaseException:
+        # A run that fails before its first step leaves nothing behind (an unknown
+        # dataset, a bad option): the next attempt starts clean, not "resuming" nothing.
+        if fresh:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     start = time.perf_counter()
     if fit_fn is not None:
         fit_fn(net, dist, train_ds, val_ds, config, cbs, verbose, run_dir)
