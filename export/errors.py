@@ -7,3 +7,5 @@ class ExportError(ValueError):
 
 class VerificationError(ExportError):
     """The written SavedModel does not answer like the Keras model; it was not published."""
+
+    exit_code = 1  # the command line's exit status: a failure, not bad input

@@ -137,3 +137,38 @@ def test_train_help_shows_defaults(capsys):
 def test_predict_of_a_missing_file_says_no_such_file(capsys):
     assert cli.main(["predict", "--model", "digits", "--server", "127.0.0.1:1", "missing.png"]) == 2
     assert "no such file: missing.png" in capsys.readouterr().err
+
+
+def test_tensorflows_start_up_lines_are_kept_out_unless_verbose():
+    import os
+
+    script = os.path.join(os.path.dirname(sys.executable), "zoo")
+    quiet = subprocess.run([script, "datasets"], capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0 and "digits" in quiet.stdout
+    assert "I0000" not in quiet.stderr and "cuda" not in quiet.stderr.lower(), quiet.stderr
+    verbose = subprocess.run([script, "--verbose", "datasets"], capture_output=True, text=True, timeout=120)
+    assert verbose.returncode == 0 and "digits" in verbose.stdout
+
+
+@pytest.mark.parametrize("code, text, fix", [
+    ("ENOSPC", "No space left on device", "free some space"),
+    ("EROFS", "Read-only file system", "choose another folder"),
+])
+def test_a_full_or_read_only_disk_is_one_line_with_the_fix_and_exit_1(digits_run, tmp_path, monkeypatch, capsys,
+                                                                       code, text, fix):
+    import errno
+    import os
+
+    import export.archive
+
+    def fail(*args, **kwargs):  # as the SavedModel writer meets it (root ignores chmod here)
+        number = getattr(errno, code)
+        raise OSError(number, os.strerror(number), str(tmp_path / "models"))
+
+    monkeypatch.setattr(export.archive, "_write_saved_model", fail)
+    assert cli.main(["export", str(digits_run), "--base-path", str(tmp_path / "models"), "--model-name", "d"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"zoo export: error: {text}: ") and fix in err
+    assert len(err.splitlines()) == 1
+    # Nothing half-written: no version folder, no temporary folder.
+    assert not [p for p in (tmp_path / "models").rglob("*") if p.name not in ("d",) and p.is_dir()]

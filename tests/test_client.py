@@ -381,12 +381,12 @@ def test_zoo_serve_tfserving_without_docker_says_so(toy_dir, fake_docker, capsys
     tmp, _ = fake_docker
     base = str(pathlib.Path(toy_dir).parent)
     (tmp / "engine-down").touch()
-    assert cli.main(["serve", base, "--engine", "tfserving"]) == 2
+    assert cli.main(["serve", base, "--engine", "tfserving"]) == 1  # a failure of the machine, not bad input
     err = capsys.readouterr().err
     assert "docker is installed but its engine is not reachable (Cannot connect to the Docker daemon)" in err
     assert "zoo serve BASE_PATH" in err
     monkeypatch.setenv("PATH", str(tmp / "empty"))
-    assert cli.main(["serve", base, "--engine", "tfserving"]) == 2
+    assert cli.main(["serve", base, "--engine", "tfserving"]) == 1
     assert "docker is not installed" in capsys.readouterr().err
     # --dry-run needs no docker: it prints what it would run.
     assert cli.main(["serve", base, "--engine", "tfserving", "--dry-run", "--host", "0.0.0.0"]) == 0

@@ -8,7 +8,9 @@ training), `export` and `serving`; its modules import them inside the commands, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -245,22 +247,88 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """TensorFlow's C++ start-up lines (oneDNN, "Could not find cuda drivers", "failed
+    call to cuInit" on a CPU machine) go to file descriptor 2 before absl logging is set
+    up, past TF_CPP_MIN_LOG_LEVEL: while TensorFlow starts, fd 2 goes to /dev/null."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _start_tensorflow_quietly():
+    with _native_stderr_silenced():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")  # CUDA's start-up message comes here, not mid-command
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        _start_tensorflow_quietly()  # --verbose shows TensorFlow's own start-up lines
     try:
         return args.fn(args) or 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
-        # Bad input gets one clear line, not a traceback; -v shows the traceback.
-        if args.verbose:
+    except Exception as e:
+        # One clear line, not a traceback (-v shows it): exit 2 for bad input, 1 for a
+        # failure. Anything else is a bug, and its traceback is what a report needs.
+        code = exit_code(e)
+        if code is None or args.verbose:
             raise
-        print(f"zoo {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        print(f"zoo {args.command}: error: {_describe(e)}", file=sys.stderr)
+        return code
+
+
+BAD_INPUT, FAILURE = 2, 1
+_DISK_FIXES = {
+    errno.ENOSPC: "free some space or write somewhere else (--out, --base-path)",
+    errno.EDQUOT: "free some space or write somewhere else (--out, --base-path)",
+    errno.EACCES: "choose a folder you can write to (--out, --base-path)",
+    errno.EPERM: "choose a folder you can write to (--out, --base-path)",
+    errno.EROFS: "the file system is read-only: choose another folder (--out, --base-path)",
+}
+
+
+def exit_code(error: BaseException) -> int | None:
+    """The exit status for an error a user can act on; None for a bug.
+
+    An exception class may say for itself (`exit_code = 1` on a failed export
+    verification, `exit_code = 2` on a run directory that holds another run).
+    """
+    explicit = getattr(error, "exit_code", None)
+    if isinstance(explicit, int):
+        return explicit
+    if isinstance(error, (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+        return BAD_INPUT
+    if isinstance(error, (RuntimeError, OSError)):
+        return FAILURE
+    from serving.errors import ServingError
+
+    if isinstance(error, ServingError):
+        return FAILURE
+    return None
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, OSError) and not isinstance(error, FileNotFoundError) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        fix = _DISK_FIXES.get(error.errno)
+        return f"{error.strerror}{where}" + (f"; {fix}" if fix else "")
+    return str(error)
 
 
 if __name__ == "__main__":

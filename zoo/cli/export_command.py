@@ -16,7 +16,7 @@ examples:
       --serving-base-path /models      # paths as the TF Serving container sees them
 
 then:
-  tensorflow_model_server --model_config_file=models/models.config --rest_api_port=8501
+  zoo serve models                       # the embedded server (or: --engine tfserving)
   zoo info models/digits
 """
 
@@ -77,7 +77,8 @@ def run_export(args) -> int:
     print(f"Exported {info['model_name']} version {info['version']} to {path}"
           f"{'' if not args.no_verify else ' (NOT verified: --no-verify)'}")
     print(f"Signatures: {', '.join(info['signatures'])}")
-    print(f"Serve it:   tensorflow_model_server --model_config_file={pathlib.Path(args.base_path) / MODELS_CONFIG}")
+    print(f"Serve it:   zoo serve {args.base_path}   (TF Serving: tensorflow_model_server "
+          f"--model_config_file={pathlib.Path(args.base_path).resolve() / MODELS_CONFIG})")
     return 0
 
 

@@ -143,7 +143,10 @@ def run_predict(args) -> int:
             raise ValueError(f"model {args.model!r} has no signature {name!r}; it has: {', '.join(signatures)}")
         outputs = client.predict(inputs, signature=name, version=args.version, label=args.label)
     except ClientError as e:
-        raise RuntimeError(f"{server}: {e}") from None
+        # The request's fault (an unknown model, a bad input) is bad input; anything else
+        # (no server, a deadline) is a failure.
+        bad_request = e.code.name in ("NOT_FOUND", "INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE")
+        raise (ValueError if bad_request else RuntimeError)(f"{server}: {e}") from None
     finally:
         client.close()
     for source, row in zip(args.inputs, _rows(outputs)):

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 class RunDirError(RuntimeError):
     """The run directory holds something that this run must not overwrite."""
 
+    exit_code = 2  # the command line's exit status: bad input (choose --out or --overwrite)
+
 
 def default_run_dir(model: str, dataset: str) -> pathlib.Path:
     return pathlib.Path("runs") / f"{model}-{dataset.replace('/', '_')}"
