@@ -34,6 +34,7 @@ from export.errors import ExportError, VerificationError
 from serving import config as server_config  # the one writer of models.config and batching_parameters.txt
 from zoo import registry, tasks
 from zoo.tasks import ExportSource
+from zoo.stale_files import remove_stale
 from zoo.training import load_run
 
 log = logging.getLogger(__name__)
@@ -331,10 +332,13 @@ def export_saved_model(
 
     created = [d for d in (base, model_dir) if not d.exists()]
     model_dir.mkdir(parents=True, exist_ok=True)
+    # What killed exports left: their staging folders here and in the temp dir.
+    remove_stale(model_dir, r"\.tmp-\d+-(\d+)")
+    remove_stale(tempfile.gettempdir(), r"zoo-export-(\d+)-.*")
     tmp = model_dir / f".tmp-{version}-{os.getpid()}"
     final = model_dir / str(version)
     try:
-        with tempfile.TemporaryDirectory(prefix="zoo-export-") as staging:
+        with tempfile.TemporaryDirectory(prefix=f"zoo-export-{os.getpid()}-") as staging:
             signatures = task.signatures(serving_model, assets, staging)
             _write_saved_model(serving_model, signatures, tmp)
         # The staging copy of labels.txt is gone now: the export must use its own asset.

@@ -31,6 +31,8 @@ import tempfile
 
 import numpy as np
 
+from zoo.stale_files import remove_stale
+
 LOADERS = ("tf.compat.v1.saved_model.loader.load", "tf.saved_model.load")
 # Names that tracing invents when nobody named a tensor: a client cannot rely on them.
 GENERATED_NAME = re.compile(r"^(output|outputs|args|arg|input|inputs|keras_tensor|x)_\d+$")
@@ -197,7 +199,9 @@ def verify_in_subprocess(jobs, timeout: float = 600) -> list[dict]:
         >>> [r["ok"] for r in verify_in_subprocess([Job("models/digits/1", methods, task, ref, assets)])]
         [True]
     """
-    with tempfile.TemporaryDirectory(prefix="zoo-verify-") as tmp:
+    # Named with this PID, so a later verification removes what a killed one left.
+    remove_stale(tempfile.gettempdir(), r"zoo-verify-(\d+)-.*")
+    with tempfile.TemporaryDirectory(prefix=f"zoo-verify-{os.getpid()}-") as tmp:
         spec = [{"export_dir": str(pathlib.Path(job.export_dir).resolve()), "methods": job.methods or {},
                  "outputs": os.path.join(tmp, f"{i}.npz")} for i, job in enumerate(jobs)]
         jobs_file = os.path.join(tmp, "jobs.json")

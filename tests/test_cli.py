@@ -167,8 +167,8 @@ def test_a_full_or_read_only_disk_is_one_line_with_the_fix_and_exit_1(digits_run
 
     monkeypatch.setattr(export.archive, "_write_saved_model", fail)
     assert cli.main(["export", str(digits_run), "--base-path", str(tmp_path / "models"), "--model-name", "d"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith(f"zoo export: error: {text}: ") and fix in err
-    assert len(err.splitlines()) == 1
+    progress_line, error = capsys.readouterr().err.splitlines()  # a progress line, then the error
+    assert progress_line.startswith("exporting ")
+    assert error.startswith(f"zoo export: error: {text}: ") and fix in error
     # Nothing half-written: no version folder, no temporary folder.
     assert not [p for p in (tmp_path / "models").rglob("*") if p.name not in ("d",) and p.is_dir()]

@@ -48,7 +48,9 @@ def _cmd_list(args):
     from zoo import registry
 
     rows = []
-    for name in registry.list_models(args.task):
+    names = registry.list_models(args.task)
+    progress(f"building {len(names)} models to count their parameters ...")
+    for name in names:
         spec = registry.get_model_spec(name)
         rows.append({
             "name": name, "task": spec.task,
@@ -61,6 +63,11 @@ def _cmd_list(args):
     _table(("name", "task", "parameters", "default dataset"),
            [(r["name"], r["task"], f"{r['parameters']:,}", r["default_dataset"]) for r in rows], right=(2,))
     return 0
+
+
+def progress(line: str) -> None:
+    """One line on stderr before work that takes seconds, so a command is never silent."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def _table(header, rows, right=()) -> None:
@@ -153,7 +160,8 @@ def _cmd_train(args):
     fields = dataclasses.asdict(config)
     for key in ("model", "dataset", "task"):
         fields.pop(key)
-    run_dir = train(args.model, config.dataset, out_dir=args.out, overwrite=args.overwrite, **fields)
+    run_dir = train(args.model, config.dataset, out_dir=args.out, overwrite=args.overwrite, restart=args.restart,
+                    **fields)
     print(f"run directory: {run_dir}")
     metrics = run_dir / "metrics.json"
     if metrics.exists():
@@ -171,6 +179,7 @@ def _cmd_evaluate(args):
 def _cmd_bench(args):
     from zoo.benchmark import benchmark_training
 
+    progress(f"measuring {args.model} on {args.dataset}: fit and the input pipeline, {args.steps} steps each ...")
     result = benchmark_training(args.model, args.dataset, batch_size=args.batch_size, steps=args.steps)
     print(json.dumps(result, indent=2))
     return 0
@@ -209,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="TFDS data dir")
     p.add_argument("--out", help="run directory (default runs/MODEL-DATASET); an unfinished run there resumes")
     p.add_argument("--overwrite", action="store_true", help="delete a finished run in --out first")
+    p.add_argument("--restart", action="store_true",
+                   help="start the unfinished run in --out over instead of resuming it (e.g. its backup is damaged)")
     p.add_argument("--init-from", metavar="RUN_DIR",
                    help="fine-tune: start from this finished run's weights (where shapes match; the head is "
                         "rebuilt when the classes differ)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import sys
 
 EXAMPLES = """\
 examples:
@@ -67,6 +68,8 @@ def run_export(args) -> int:
     from serving.config import MODELS_CONFIG
     from zoo.training.config import parse_value
 
+    print(f"exporting {args.run_dir}: writing the SavedModel"
+          + (", then verifying it in a fresh process ..." if not args.no_verify else " ..."), file=sys.stderr, flush=True)
     path = export_saved_model(
         args.run_dir, args.base_path, args.model_name, args.version, overwrite=args.overwrite,
         verify=not args.no_verify, checkpoint=args.checkpoint, num_examples=args.num_examples,

@@ -32,8 +32,9 @@ from zoo import registry, tasks
 from zoo.data.pipeline import dataset_info, load_dataset
 from zoo.data.registry import list_datasets
 from zoo.data.user_data import in_memory_dataset
+from zoo.stale_files import remove_stale
 from zoo.training import strategy as strategies
-from zoo.training.callbacks import AtomicBestCheckpoint
+from zoo.training.callbacks import AtomicBestCheckpoint, check_backup
 from zoo.training.fine_tune import freeze_all_but_head, initialize_from
 from zoo.training.config import TrainConfig
 from zoo.training.plots import plot_history
@@ -77,13 +78,16 @@ def _optimizer(config: TrainConfig):
     return keras.optimizers.Adam(config.learning_rate)
 
 
-def _prepare_run_dir(run_dir: pathlib.Path, config: TrainConfig, overwrite: bool) -> bool:
+def _prepare_run_dir(run_dir: pathlib.Path, config: TrainConfig, overwrite: bool, restart: bool = False) -> bool:
     """Creates or checks `run_dir`; returns True when an unfinished run will resume."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"Run directory {run_dir} is a file; pass --out to a directory.")
     backup = run_dir / "backup"
     saved = run_dir / "config.json"
-    if overwrite and run_dir.exists():
+    if restart and (run_dir / "model.keras").exists() and not backup.exists():
+        raise RunDirError(f"{run_dir} holds a finished run; --restart starts an unfinished one over. "
+                          f"Pass --overwrite to train it again.")
+    if (overwrite or restart) and run_dir.exists():
         shutil.rmtree(run_dir)
     elif saved.exists():
         previous = json.loads(saved.read_text())
@@ -133,6 +137,7 @@ def train(
     batch_size: int = 64,
     learning_rate: float = 1e-3,
     overwrite: bool = False,
+    restart: bool = False,
     strategy: str | tf.distribute.Strategy = "auto",
     verbose: str | int = "auto",
     callbacks: list | None = None,
@@ -159,6 +164,8 @@ def train(
         out_dir: run directory; default runs/<model>-<dataset>.
         epochs, batch_size, learning_rate: as in Keras.
         overwrite: delete an existing run in `out_dir` first.
+        restart: start the unfinished run in `out_dir` over, from scratch (a damaged
+            backup is reported, never silently restarted).
         strategy: "auto", "default", "mirrored", "multi_worker", or a
             `tf.distribute.Strategy` instance.
         verbose: Keras' fit verbosity.
@@ -215,8 +222,12 @@ def train(
         # Only the chief writes the run directory; each other worker keeps its own
         # backup and logs beside it, as tf.distribute's multi-worker guide does.
         run_dir = run_dir / "workers" / str(worker)
-    fresh = not run_dir.exists() or overwrite
-    resuming = _prepare_run_dir(run_dir, config, overwrite)
+    fresh = not run_dir.exists() or overwrite or restart
+    resuming = _prepare_run_dir(run_dir, config, overwrite, restart)
+    if resuming:
+        check_backup(run_dir / "backup")
+    # Half-written checkpoints of a killed run: the backup is what resumes it.
+    remove_stale(run_dir, r"\.(?:best|model)\.tmp(\d+)\.keras")
     try:
         task = tasks.get_task(spec.task)
         info = dataset_info(dataset, data_dir=config.data_dir)
@@ -341,8 +352,9 @@ def train(
                 callbacks=cbs, verbose=verbose, shuffle=False)  # the pipeline shuffles
     seconds = time.perf_counter() - start
 
-    net.save(run_dir / ".model.keras.tmp.keras")
-    os.replace(run_dir / ".model.keras.tmp.keras", run_dir / "model.keras")
+    tmp = run_dir / f".model.tmp{os.getpid()}.keras"
+    net.save(tmp)
+    os.replace(tmp, run_dir / "model.keras")
     history = _read_csv_history(run_dir / "history.csv")
     _write_json(run_dir / "history.json", history)
     plot_history(history, run_dir / "curves.png", title=f"{model} on {dataset}")
