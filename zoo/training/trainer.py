@@ -36,6 +36,7 @@ from zoo.stale_files import remove_stale
 from zoo.training import strategy as strategies
 from zoo.training.callbacks import AtomicBestCheckpoint, check_backup
 from zoo.training.fine_tune import freeze_all_but_head, initialize_from
+from zoo.training.multi_worker import fit_multi_worker
 from zoo.training.config import TrainConfig
 from zoo.training.plots import plot_history
 
@@ -267,8 +268,6 @@ def train(
                  dist.num_replicas_in_sync, mixed, jit)
 
         if isinstance(dist, tf.distribute.MultiWorkerMirroredStrategy):
-            from zoo.training.multi_worker import fit_multi_worker
-
             fit_fn = fit_multi_worker
         else:
             fit_fn = None
