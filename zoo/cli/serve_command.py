@@ -69,6 +69,8 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--version", type=int, help="a specific model version (default: the latest)")
     p.add_argument("--label", help="a version label, e.g. stable")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="first wait up to this long for the model to be served (a server still starting)")
     p.add_argument("--json", action="store_true", help="print every output as JSON instead")
     p.set_defaults(fn=run_predict, func=run_predict)
 
@@ -127,6 +129,8 @@ def run_predict(args) -> int:
     client = Client(server, args.model, protocol="rest" if args.rest else "grpc", timeout=args.timeout,
                     retries=2)
     try:
+        if args.wait > 0:
+            client.wait_until_available(timeout=args.wait)
         signatures = client.metadata(version=args.version, label=args.label)["signatures"]
         if args.signature is not None and args.signature not in signatures:
             raise ValueError(f"model {args.model!r} has no signature {args.signature!r}; it has: "
