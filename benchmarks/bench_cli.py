@@ -3,7 +3,7 @@
 Both trees run with the same Python and packages, interleaved, so the machine's load
 falls on both alike; the table gives medians and their ratio.
 
-    .venv/bin/python benchmarks/bench_cli.py [--base 629bcfa] [--rounds 7]
+    .venv/bin/python benchmarks/bench_cli.py [--base 629bcfa] [--rounds 7] [--list]
 """
 
 from __future__ import annotations
@@ -37,22 +37,24 @@ def main(argv=None) -> int:
     # Default: the tree before tasks became plugins (issue 8), whose CLI imported TensorFlow.
     parser.add_argument("--base", default="629bcfa", help="the git revision to compare with (default 629bcfa)")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--list", action="store_true", help="also time `zoo list` (it builds every model)")
     args = parser.parse_args(argv)
+    commands = COMMANDS + ([["list"]] if args.list else [])
     with tempfile.TemporaryDirectory(prefix="zoo-bench-cli-") as tmp:
         base = pathlib.Path(tmp) / "base"
         subprocess.run(["git", "worktree", "add", "--detach", str(base), args.base], cwd=ROOT, check=True,
                        capture_output=True)
         try:
-            times = {(tree, tuple(a)): [] for tree in ("base", "this") for a in COMMANDS}
+            times = {(tree, tuple(a)): [] for tree in ("base", "this") for a in commands}
             for _ in range(args.rounds):
-                for a in COMMANDS:
+                for a in commands:
                     times[("base", tuple(a))].append(run_once(base, a))
                     times[("this", tuple(a))].append(run_once(ROOT, a))
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, capture_output=True)
     print(f"| command | {args.base} (s) | this tree (s) | this / base |")
     print("|---|---:|---:|---:|")
-    for a in COMMANDS:
+    for a in commands:
         before = statistics.median(times[("base", tuple(a))])
         after = statistics.median(times[("this", tuple(a))])
         print(f"| `zoo {' '.join(a)}` | {before:.3f} | {after:.3f} | {after / before:.3f} |")
