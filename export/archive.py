@@ -27,6 +27,7 @@ import tempfile
 import time
 
 import keras
+import numpy as np
 
 from export import model_card, verify as verification, warmup
 from export.fold import fold_batch_norms
@@ -36,8 +37,13 @@ from zoo import registry, tasks
 from zoo.tasks import ExportSource
 from zoo.stale_files import remove_stale
 from zoo.training import load_run
+from zoo.training.precision import float32_model, model_policy
 
 log = logging.getLogger(__name__)
+
+# A model trained in mixed precision and exported in float32 may answer this far from
+# itself (a probability's absolute difference); bfloat16 keeps 8 bits of mantissa.
+PRECISION_TOLERANCE = 0.05
 
 # A folder name that is also safe in TF Serving's REST path /v1/models/<name>.
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -129,8 +135,9 @@ class ExportPlan:
     assets: dict  # what the task's signatures need beyond the model
     examples: dict  # real examples, keyed like serving_default's inputs
     example_source: str  # where they came from
-    reference: dict  # the Keras model's answers on them
+    reference: dict  # the Keras model's answers on them (computing in float32, as the export does)
     requests: list  # one per signature and batch size: warm-up records and verification calls
+    precision: dict | None = None  # a model trained in mixed precision: its float32 copy against it
 
     @property
     def num_examples(self) -> int:
@@ -160,6 +167,9 @@ def plan_export(model_or_run_dir, *, task=None, label_names=None, checkpoint: st
         raise ExportError(f"{', '.join(unknown)}: not an export option of a {task.name} model; its options: "
                           f"{', '.join(task.export_options) or 'none'}.")
     source.options, source.example_dataset = task_options, dataset
+    # An export computes in float32 whatever the run trained in (zoo.training.precision).
+    trained = source.model
+    source.model = float32_model(trained)
     try:
         # What the signatures need beyond the model (labels, tokenizer, limits) and real
         # examples for the warm-up records and the verification.
@@ -167,9 +177,19 @@ def plan_export(model_or_run_dir, *, task=None, label_names=None, checkpoint: st
         inputs, origin = task.examples(source, examples, num_examples)
     except ValueError as e:
         raise ExportError(str(e)) from None
-    # The reference is the model as trained, so verification also checks any folding.
+    # The reference is the model as trained (in float32), so verification also checks any folding.
     reference = task.reference(source.model, inputs, assets)
-    return ExportPlan(source, task, assets, inputs, origin, reference, task.requests(inputs))
+    precision = None
+    if source.model is not trained:
+        mixed = task.reference(trained, inputs, assets)
+        diff = max((float(np.max(np.abs(np.asarray(mixed[k], np.float64) - np.asarray(v, np.float64))))
+                    for k, v in reference.items() if np.asarray(v).dtype.kind == "f" and np.size(v)), default=0.0)
+        precision = {"trained": model_policy(trained), "exported": "float32", "max_abs_diff_vs_trained": diff}
+        if diff > PRECISION_TOLERANCE:
+            raise ExportError(f"The float32 export of this {precision['trained']} model answers up to {diff:.3g} "
+                              f"away from it (more than {PRECISION_TOLERANCE}); train in float32 "
+                              f"(--set mixed_precision=off).")
+    return ExportPlan(source, task, assets, inputs, origin, reference, task.requests(inputs), precision)
 
 
 def _set_method_names(export_dir: pathlib.Path, methods: dict) -> None:
@@ -351,6 +371,8 @@ def export_saved_model(
             examples={"source": plan.example_source, "examples": plan.num_examples, "records": len(requests)},
             metrics=source.metrics, training=source.config, dataset=source.dataset,
         )
+        if plan.precision is not None:
+            card["precision"] = plan.precision
         card["fold_batch_norm"] = {"enabled": bool(fold_batch_norm),
                                    "folded_layers": len(source.model.layers) - len(serving_model.layers)}
         model_card.write_model_card(tmp, card)

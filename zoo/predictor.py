@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from zoo import tasks
 from zoo.tasks.base import ExportSource
+from zoo.training.precision import float32_model
 
 SERVING_DEFAULT = "serving_default"
 
@@ -134,6 +135,7 @@ def _from_run(run_dir: pathlib.Path, signature: str, checkpoint: str) -> Predict
     from zoo.training.trainer import load_run
 
     model, config, info = load_run(run_dir, which=checkpoint)
+    model = float32_model(model)  # as an export of the run computes
     task = tasks.get_task(config.task or info["task"])
     source = ExportSource(model, config.model, run_dir=run_dir.resolve(), config=config.to_json(), dataset=info,
                           metrics=_read_json(run_dir / "metrics.json"))

@@ -29,7 +29,9 @@ class TrainConfig:
     data_dir: str | None = None
     # Keras runs this many steps per tf.function call; >1 cuts per-step Python cost.
     steps_per_execution: int = 8
-    mixed_precision: str = "auto"  # auto: mixed_float16 on GPUs that have tensor cores
+    # auto: mixed_float16 on GPUs with tensor cores, mixed_bfloat16 on CPUs with native
+    # bfloat16, float32 elsewhere (zoo.training.precision); or on, off, or a policy's name.
+    mixed_precision: str = "auto"
     jit_compile: str = "auto"  # auto: XLA on GPU, off on CPU where it does not pay
     strategy: str = "auto"  # auto, default, mirrored, multi_worker
     model_kwargs: dict = dataclasses.field(default_factory=dict)
@@ -70,9 +72,12 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}.")
         if not isinstance(self.early_stopping_patience, int) or self.early_stopping_patience < 0:
             raise ValueError(f"early_stopping_patience must be an int >= 0, got {self.early_stopping_patience!r}.")
-        for name in ("mixed_precision", "jit_compile"):
-            if getattr(self, name) not in SWITCHES:
-                raise ValueError(f"{name} must be one of {', '.join(SWITCHES)}, got {getattr(self, name)!r}.")
+        if self.jit_compile not in SWITCHES:
+            raise ValueError(f"jit_compile must be one of {', '.join(SWITCHES)}, got {self.jit_compile!r}.")
+        from zoo.training.precision import SETTINGS
+
+        if self.mixed_precision not in SETTINGS:
+            raise ValueError(f"mixed_precision must be one of {', '.join(SETTINGS)}, got {self.mixed_precision!r}.")
         if not isinstance(self.frozen_epochs, int) or isinstance(self.frozen_epochs, bool) \
                 or not 0 <= self.frozen_epochs <= self.epochs:
             raise ValueError(f"frozen_epochs must be an int from 0 to epochs ({self.epochs}), got {self.frozen_epochs!r}.")

@@ -60,17 +60,6 @@ def has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def use_mixed_precision(setting: str) -> bool:
-    if setting != "auto":
-        return setting == "on"
-    # float16 tensor cores arrived with compute capability 7.0 (Volta).
-    for gpu in tf.config.list_physical_devices("GPU"):
-        cc = tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
-        if cc >= (7, 0):
-            return True
-    return False
-
-
 def use_xla(setting: str) -> bool:
     if setting != "auto":
         return setting == "on"

@@ -37,6 +37,7 @@ from zoo.training import strategy as strategies
 from zoo.training.callbacks import AtomicBestCheckpoint, check_backup
 from zoo.training.fine_tune import freeze_all_but_head, initialize_from
 from zoo.training.multi_worker import fit_multi_worker
+from zoo.training.precision import dtype_policy
 from zoo.training.config import TrainConfig
 from zoo.training.plots import plot_history
 
@@ -262,10 +263,14 @@ def train(
         load.update(task.read_run_assets(run_dir, dataset_json))
         val_ds = load_dataset(dataset, val_split, **load) if val_split else None
 
-        mixed = strategies.use_mixed_precision(config.mixed_precision)
+        policy = dtype_policy(config.mixed_precision)
         jit = strategies.use_xla(config.jit_compile)
-        log.info("strategy=%s replicas=%d mixed_float16=%s xla=%s", type(dist).__name__,
-                 dist.num_replicas_in_sync, mixed, jit)
+        log.info("strategy=%s replicas=%d dtype_policy=%s xla=%s", type(dist).__name__,
+                 dist.num_replicas_in_sync, policy, jit)
+        # What this machine chose, beside what was asked (mixed_precision in config.json).
+        _write_json(run_dir / "device.json", {"dtype_policy": policy, "jit_compile": jit,
+                                              "strategy": type(dist).__name__,
+                                              "replicas": dist.num_replicas_in_sync})
 
         if isinstance(dist, tf.distribute.MultiWorkerMirroredStrategy):
             fit_fn = fit_multi_worker
@@ -284,8 +289,8 @@ def train(
 
         keras.utils.set_random_seed(config.seed)
         previous_policy = keras.config.dtype_policy()
-        if mixed:
-            keras.config.set_dtype_policy("mixed_float16")
+        if policy != "float32":
+            keras.config.set_dtype_policy(policy)
         def compile_net():
             with dist.scope():
                 net.compile(
