@@ -14,6 +14,7 @@ import keras
 from zoo import registry, tasks
 from zoo.data.pipeline import load_dataset
 from zoo.training import strategy as strategies
+from zoo.training.precision import dtype_policy
 
 
 class _StepTimer(keras.callbacks.Callback):
@@ -39,13 +40,19 @@ def pipeline_throughput(dataset: str = "synthetic_shapes", batch_size: int = 64,
 def training_throughput(
     model: str, dataset: str = "synthetic_shapes", batch_size: int = 64, steps: int = 200,
     optimizer: str = "sgd", learning_rate: float = 0.01, steps_per_execution: int = 8,
-    repeats: int = 3, model_kwargs: dict | None = None,
+    repeats: int = 3, model_kwargs: dict | None = None, mixed_precision: str = "auto",
 ) -> float:
-    """Samples/s of `fit` on `dataset`, compiled as `zoo.train` compiles (best of `repeats`)."""
+    """Samples/s of `fit` on `dataset`, compiled as `zoo.train` compiles (best of `repeats`),
+    in the precision `zoo.train` would pick for `mixed_precision` (zoo.training.precision)."""
     ds, info = load_dataset(dataset, "train", batch_size=batch_size, drop_remainder=True, with_info=True)
     spec = registry.get_model_spec(model)
     task = tasks.get_task(spec.task)
-    net = registry.build_model(model, compiled=False, **dict(model_kwargs or {}, **task.builder_arguments(info)))
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype_policy(mixed_precision))
+    try:
+        net = registry.build_model(model, compiled=False, **dict(model_kwargs or {}, **task.builder_arguments(info)))
+    finally:
+        keras.config.set_dtype_policy(previous)
     opt = (keras.optimizers.SGD(learning_rate, momentum=0.9) if optimizer == "sgd"
            else keras.optimizers.Adam(learning_rate))
     net.compile(optimizer=opt, loss=task.loss(), metrics=task.metrics(),
