@@ -1,18 +1,35 @@
-"""Training throughput: zoo's simple_cnn (Keras fit on tf.data) vs the same CNN in plain PyTorch.
+"""Training throughput: zoo (Keras fit on tf.data) against the best plain-PyTorch loop, at equal precision.
 
-The PyTorch side is the classic CIFAR-10 tutorial network the issue names:
-Conv2d(3,32)/Conv2d(32,64)/pool/Linear(64*8*8,128)/Linear(128,K), SGD momentum 0.9,
-batch 64, on the very same synthetic_shapes images. Each side runs in its own process
-(so neither framework's thread pools disturb the other), alternating, several rounds;
-the table reports the median of each and their ratio. Also measured: the input
-pipeline's samples/s against the model's training consumption.
+Two models, each with a hand-written PyTorch twin trained on the very same
+synthetic_shapes images (32x32x3, batch 64, SGD momentum 0.9):
 
-    .venv/bin/python benchmarks/bench_training.py [--rounds 3] [--steps 150]
+- simple_cnn, the classic CIFAR-10 tutorial network:
+  Conv2d(3,32)/Conv2d(32,64)/pool/Linear(64*8*8,128)/Linear(128,K);
+- resnet20, the CIFAR ResNet of zoo/models/resnet.py: 3x3 stem, three stages of three
+  basic blocks at 16/32/64 filters, BatchNorm, 1x1 projection shortcuts where the
+  shape changes, global average pooling (parameter counts are checked against zoo's).
+
+Two precisions, compared like with like: float32 (zoo `mixed_precision="off"`) and
+bfloat16 (zoo `mixed_precision="mixed_bfloat16"` against `torch.autocast("cpu",
+dtype=torch.bfloat16)`). PyTorch runs in three variants a user would write: eager
+NCHW, eager channels_last, and `torch.compile(model)`; the reference is whichever was
+fastest in the same round (a variant that fails is recorded, not fatal).
+
+Every measurement runs in its own process (so neither framework's thread pools
+disturb the other), zoo and PyTorch alternating, for several rounds. Runs in one round
+are back to back, so the ratio zoo / best PyTorch of that round cancels most of a
+shared machine's load; the figure is the median of those per-round ratios, printed
+beside the load average at the start of each round. Also measured: the input
+pipeline's samples/s against simple_cnn's training consumption.
+
+    .venv/bin/python benchmarks/bench_training.py [--models simple_cnn resnet20]
+        [--precisions float32 bfloat16] [--rounds 3] [--steps N]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import pathlib
@@ -23,9 +40,91 @@ import time
 
 HERE = pathlib.Path(__file__).parent
 OUT = HERE / "out"
+BATCH = 64
+MODELS = ("simple_cnn", "resnet20")
+PRECISIONS = ("float32", "bfloat16")
+VARIANTS = ("eager", "channels_last", "compile")
+# zoo's `mixed_precision` setting for each precision compared.
+ZOO_PRECISION = {"float32": "off", "bfloat16": "mixed_bfloat16"}
+# Timed steps per pass (each side: one warm-up pass, then the best of REPEATS passes).
+# resnet20 costs about 7x simple_cnn's multiply-adds per sample, so it gets fewer
+# steps; both are multiples of zoo's steps_per_execution (8).
+DEFAULT_STEPS = {"simple_cnn": 96, "resnet20": 24}
+REPEATS = 3
+CHILD_TIMEOUT_S = 600
 
 
-def torch_throughput(steps: int, batch: int = 64) -> float:
+def torch_net(model: str, num_classes: int):
+    """The PyTorch twin of zoo's `model`, taking raw 0-255 NCHW pixels like zoo's models do."""
+    import torch
+    from torch import nn
+
+    def scale(t):
+        return t / 127.5 - 1.0  # the in-model scaling of zoo's image_input
+
+    if model == "simple_cnn":
+        class SimpleCNN(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv1 = nn.Conv2d(3, 32, 3, padding=1)
+                self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
+                self.pool = nn.MaxPool2d(2)
+                self.fc1 = nn.Linear(64 * 8 * 8, 128)
+                self.fc2 = nn.Linear(128, num_classes)
+
+            def forward(self, t):
+                t = self.pool(torch.relu(self.conv1(scale(t))))
+                t = self.pool(torch.relu(self.conv2(t)))
+                return self.fc2(torch.relu(self.fc1(torch.flatten(t, 1))))
+
+        return SimpleCNN()
+
+    def conv_bn(cin, cout, kernel, stride):
+        # Keras BatchNormalization(momentum=0.9) is PyTorch's momentum=0.1.
+        return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, bias=False),
+                             nn.BatchNorm2d(cout, eps=1e-5, momentum=0.1))
+
+    class BasicBlock(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = conv_bn(cin, cout, 3, stride)
+            self.conv2 = conv_bn(cout, cout, 3, 1)
+            # Projection shortcut (option B) where the shape changes, as zoo's _shortcut.
+            self.shortcut = nn.Identity() if stride == 1 and cin == cout else conv_bn(cin, cout, 1, stride)
+
+        def forward(self, t):
+            return torch.relu(self.shortcut(t) + self.conv2(torch.relu(self.conv1(t))))
+
+    class ResNet20(nn.Module):
+        def __init__(self, width=16, blocks=3):
+            super().__init__()
+            self.stem = conv_bn(3, width, 3, 1)
+            layers, cin = [], width
+            for s in range(3):
+                for b in range(blocks):
+                    layers.append(BasicBlock(cin, width * 2 ** s, 2 if (b == 0 and s > 0) else 1))
+                    cin = width * 2 ** s
+            self.blocks = nn.Sequential(*layers)
+            self.fc = nn.Linear(cin, num_classes)
+
+        def forward(self, t):
+            t = self.blocks(torch.relu(self.stem(scale(t))))
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(t, 1), 1))
+
+    if model != "resnet20":
+        raise ValueError(f"no PyTorch twin for {model!r}; known: {', '.join(MODELS)}")
+    return ResNet20()
+
+
+def torch_param_count(net) -> int:
+    """Parameters plus BatchNorm running statistics: what Keras' count_params() counts."""
+    stats = sum(b.numel() for name, b in net.named_buffers() if name.endswith(("running_mean", "running_var")))
+    return sum(p.numel() for p in net.parameters()) + stats
+
+
+def torch_throughput(model: str, precision: str, variant: str, steps: int) -> dict:
+    import contextlib
+
     import numpy as np
     import torch
     from torch import nn
@@ -33,111 +132,184 @@ def torch_throughput(steps: int, batch: int = 64) -> float:
     from zoo.data import synthetic_shapes
 
     torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(0)
     images, labels = synthetic_shapes.synthetic_shapes("train")
+    # NHWC uint8 -> float32 NCHW (contiguous), as a tutorial loop holds its tensors.
     x = torch.from_numpy(images.astype(np.float32)).permute(0, 3, 1, 2).contiguous()
     y = torch.from_numpy(labels)
     k = int(labels.max()) + 1
 
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 32, 3, padding=1)
-            self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
-            self.pool = nn.MaxPool2d(2)
-            self.fc1 = nn.Linear(64 * 8 * 8, 128)
-            self.fc2 = nn.Linear(128, k)
-
-        def forward(self, t):
-            t = t / 127.5 - 1.0  # the same in-model scaling the Keras model does
-            t = self.pool(torch.relu(self.conv1(t)))
-            t = self.pool(torch.relu(self.conv2(t)))
-            return self.fc2(torch.relu(self.fc1(torch.flatten(t, 1))))
-
-    net = Net()
+    net = torch_net(model, k)
+    params = torch_param_count(net)
+    fmt = torch.channels_last if variant == "channels_last" else torch.contiguous_format
+    net = net.to(memory_format=fmt)
+    if variant == "compile":
+        net = torch.compile(net)
+    net.train()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
+    autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bfloat16"
+                else contextlib.nullcontext)
     n = len(y)
 
     def run(num):
         perm = torch.randperm(n)
         for i in range(num):
-            idx = perm[(i * batch) % (n - batch):][:batch]
-            opt.zero_grad()
-            loss = loss_fn(net(x[idx]), y[idx])
+            idx = perm[(i * BATCH) % (n - BATCH):][:BATCH]
+            xb = x[idx].contiguous(memory_format=fmt)
+            opt.zero_grad(set_to_none=True)
+            with autocast():
+                loss = loss_fn(net(xb), y[idx])
             loss.backward()
             opt.step()
 
-    run(20)
+    start = time.perf_counter()
+    run(steps)  # warm-up, as zoo's first epoch; torch.compile compiles here
+    warmup_s = time.perf_counter() - start
     best = 0.0
-    for _ in range(3):
+    for _ in range(REPEATS):
         start = time.perf_counter()
         run(steps)
-        best = max(best, steps * batch / (time.perf_counter() - start))
-    return best
+        best = max(best, steps * BATCH / (time.perf_counter() - start))
+    return {"train": best, "params": params, "warmup_s": warmup_s, "torch": torch.__version__}
 
 
-def keras_throughput(steps: int) -> dict:
+def zoo_throughput(model: str, precision: str, steps: int) -> dict:
+    import zoo
     from zoo.benchmark import pipeline_throughput, training_throughput
 
-    train = training_throughput("simple_cnn", "synthetic_shapes", 64, steps, optimizer="sgd", learning_rate=0.01)
-    return {"train": train, "pipeline": pipeline_throughput("synthetic_shapes", 64)}
+    train = training_throughput(model, "synthetic_shapes", BATCH, steps, optimizer="sgd", learning_rate=0.01,
+                                repeats=REPEATS, mixed_precision=ZOO_PRECISION[precision])
+    num_classes = 6  # synthetic_shapes' classes, as the PyTorch side reads them from the labels
+    result = {"train": train,
+              "params": zoo.build_model(model, num_classes=num_classes, input_shape=(32, 32, 3)).count_params()}
+    if model == "simple_cnn":
+        result["pipeline"] = pipeline_throughput("synthetic_shapes", BATCH)
+    return result
 
 
-def torch_version() -> str:
-    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
-                         capture_output=True, text=True)
-    return out.stdout.strip()
+def _child(which: str, model: str, precision: str, steps: int, variant: str = "") -> dict:
+    cmd = [sys.executable, __file__, "--child", which, "--models", model, "--precisions", precision,
+           "--steps", str(steps)] + (["--variant", variant] if variant else [])
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {CHILD_TIMEOUT_S}s"}
+    if out.returncode:
+        lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
+        return {"error": (lines[-1] if lines else f"exit {out.returncode}")[:300]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _child(which: str, steps: int) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", which, "--steps", str(steps)],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+def _fmt(v) -> str:
+    return f"{v:,.0f}" if isinstance(v, (int, float)) else "failed"
+
+
+def report(results: dict, loads: list, args, seconds: float) -> str:
+    torch_v = next((r["torch"] for res in results.values() for runs in res["torch"].values()
+                    for r in runs if "torch" in r), "?")
+    head = (f"zoo / best PyTorch {torch_v} loop, batch {BATCH}, synthetic_shapes 32x32x3, SGD momentum 0.9, "
+            f"{os.cpu_count()} CPU cores, {args.rounds} alternating rounds, "
+            f"{datetime.date.today().isoformat()}, {seconds / 60:.1f} min.\n\n")
+    rows = ["| model | precision | steps | zoo samples/s | " + " | ".join(f"torch {v}" for v in VARIANTS)
+            + " | best torch | zoo / best torch (range) | load per round |",
+            "|---|---|---:|---:|" + "---:|" * len(VARIANTS) + "---|---|---|"]
+    for (model, precision), res in results.items():
+        zoo_med = statistics.median(r["train"] for r in res["zoo"]) if all("train" in r for r in res["zoo"]) else None
+        medians = {}
+        for v in VARIANTS:
+            ok = [r["train"] for r in res["torch"][v] if "train" in r]
+            medians[v] = statistics.median(ok) if len(ok) == len(res["torch"][v]) else None
+        ratios = res["ratios"]
+        ratio = (f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+                 if ratios else "n/a")
+        best = ", ".join(f"{v} {res['best'].count(v)}/{len(res['best'])}" for v in VARIANTS if v in res["best"])
+        rows.append(f"| {model} | {precision} | {res['steps']} | {_fmt(zoo_med)} | "
+                    + " | ".join(_fmt(medians[v]) for v in VARIANTS)
+                    + f" | {best or 'n/a'} | {ratio} | {' / '.join(f'{x:.2f}' for x in loads)} |")
+    notes = []
+    for (model, precision), res in results.items():
+        for v in VARIANTS:
+            for r in res["torch"][v]:
+                if "error" in r:
+                    notes.append(f"- torch {v} ({model}, {precision}) failed: `{r['error']}`")
+                    break
+    params = {}
+    for (model, _), res in results.items():
+        zp = next((r["params"] for r in res["zoo"] if "params" in r), None)
+        tp = next((r["params"] for runs in res["torch"].values() for r in runs if "params" in r), None)
+        params[model] = (zp, tp)
+    for model, (zp, tp) in params.items():
+        if zp and tp:
+            notes.append(f"- {model} parameters: zoo {zp:,}, PyTorch twin {tp:,} "
+                         f"(incl. BatchNorm running statistics; {100 * (tp - zp) / zp:+.2f}%)")
+    pipe = [r["pipeline"] for (m, _), res in results.items() if m == "simple_cnn" for r in res["zoo"]
+            if "pipeline" in r]
+    consumption = [statistics.median(r["train"] for r in res["zoo"] if "train" in r)
+                   for (m, _), res in results.items() if m == "simple_cnn" and any("train" in r for r in res["zoo"])]
+    if pipe and consumption:
+        p, c = statistics.median(pipe), max(consumption)
+        notes.append(f"- zoo input pipeline alone (simple_cnn's): {p:,.0f} samples/s, "
+                     f"{p / c:.1f}x the fastest simple_cnn training consumption ({c:,.0f} samples/s)")
+    return head + "\n".join(rows) + "\n\n" + "\n".join(notes) + "\n"
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=150)
-    ap.add_argument("--child", choices=("torch", "keras"))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    ap.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=None,
+                    help=f"steps per timed pass for every model (default per model: {DEFAULT_STEPS})")
+    ap.add_argument("--child", choices=("torch", "zoo"), help=argparse.SUPPRESS)
+    ap.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.child == "torch":
-        print(json.dumps({"train": torch_throughput(args.steps)}))
-        return
-    if args.child == "keras":
-        print(json.dumps(keras_throughput(args.steps)))
+    if args.child:
+        model, precision = args.models[0], args.precisions[0]
+        result = (torch_throughput(model, precision, args.variant, args.steps) if args.child == "torch"
+                  else zoo_throughput(model, precision, args.steps))
+        print(json.dumps(result))
         return
 
-    torch_runs, keras_runs, pipe_runs = [], [], []
+    started = time.perf_counter()
+    cases = [(m, p) for m in args.models for p in args.precisions]
+    results = {c: {"steps": args.steps or DEFAULT_STEPS[c[0]], "zoo": [],
+                   "torch": {v: [] for v in VARIANTS}, "ratios": [], "best": []} for c in cases}
+    loads = []
     for r in range(args.rounds):
-        torch_runs.append(_child("torch", args.steps)["train"])
-        k = _child("keras", args.steps)
-        keras_runs.append(k["train"])
-        pipe_runs.append(k["pipeline"])
-        print(f"round {r + 1}: torch {torch_runs[-1]:.0f}/s  zoo {keras_runs[-1]:.0f}/s  "
-              f"pipeline {pipe_runs[-1]:.0f}/s", flush=True)
-    t, k, p = (statistics.median(v) for v in (torch_runs, keras_runs, pipe_runs))
-    # Each round's two runs are back to back, so their ratio cancels most of the
-    # machine's load; the median of those ratios is the figure.
-    ratios = [kr / tr for kr, tr in zip(keras_runs, torch_runs)]
-    table = (
-        f"| measurement (simple_cnn, 32x32x3, batch 64, CPU, {args.rounds} alternating rounds) "
-        "| median samples/s | ratio |\n"
-        "|---|---:|---:|\n"
-        f"| PyTorch {torch_version()}, plain loop, SGD momentum 0.9 | {t:,.0f} | 1.00 |\n"
-        f"| zoo (Keras fit on cached, prefetched tf.data) | {k:,.0f} | "
-        f"{statistics.median(ratios):.2f}x PyTorch (median of per-round ratios; "
-        f"range {min(ratios):.2f}-{max(ratios):.2f}) |\n"
-        f"| zoo input pipeline alone | {p:,.0f} | {p / k:.1f}x training consumption |\n"
-    )
+        loads.append(os.getloadavg()[0])
+        print(f"round {r + 1} (load {loads[-1]:.2f})", flush=True)
+        for model, precision in cases:
+            res = results[(model, precision)]
+            steps = res["steps"]
+            # zoo between the torch variants, so no side always runs first in a round.
+            order = ["eager", "zoo", "channels_last", "compile"] if r % 2 == 0 else \
+                    ["compile", "channels_last", "zoo", "eager"]
+            this_round = {}
+            for which in order:
+                run = (_child("zoo", model, precision, steps) if which == "zoo"
+                       else _child("torch", model, precision, steps, which))
+                (res["zoo"] if which == "zoo" else res["torch"][which]).append(run)
+                this_round[which] = run.get("train")
+            torch_ok = {v: this_round[v] for v in VARIANTS if this_round[v]}
+            if torch_ok and this_round["zoo"]:
+                best = max(torch_ok, key=torch_ok.get)
+                res["best"].append(best)
+                res["ratios"].append(this_round["zoo"] / torch_ok[best])
+            print(f"  {model} {precision}: zoo {_fmt(this_round['zoo'])}/s  "
+                  + "  ".join(f"{v} {_fmt(this_round[v])}/s" for v in VARIANTS)
+                  + (f"  ratio {res['ratios'][-1]:.2f}" if res["ratios"] else ""), flush=True)
+    seconds = time.perf_counter() - started
+    table = report(results, loads, args, seconds)
     print(table)
     OUT.mkdir(exist_ok=True)
     (OUT / "training.md").write_text(table)
     (OUT / "training.json").write_text(json.dumps(
-        {"torch": torch_runs, "zoo": keras_runs, "pipeline": pipe_runs, "ratios": ratios,
-         "ratio": statistics.median(ratios), "pipeline_ratio": p / k}, indent=2))
+        {"date": datetime.date.today().isoformat(), "seconds": round(seconds, 1), "rounds": args.rounds,
+         "load_per_round": loads,
+         "results": [{"model": m, "precision": p, **res,
+                      "ratio": statistics.median(res["ratios"]) if res["ratios"] else None}
+                     for (m, p), res in results.items()]}, indent=2))
 
 
 if __name__ == "__main__":
