@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from zoo.models.batch_norm import FusedBatchNormalization
 from zoo.models.preprocessing import check_num_classes, image_input, logits
 from zoo.registry import register_model
 
@@ -30,14 +31,14 @@ def inverted_residual(x, expansion, filters, strides, name):
     y = x
     if expansion != 1:
         y = keras.layers.Conv2D(in_channels * expansion, 1, use_bias=False, name=f"{name}_expand")(y)
-        y = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_expand_bn")(y)
+        y = FusedBatchNormalization(momentum=0.9, name=f"{name}_expand_bn")(y)
         y = keras.layers.ReLU(6.0, name=f"{name}_expand_relu")(y)
     y = keras.layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False, name=f"{name}_dw")(y)
-    y = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_dw_bn")(y)
+    y = FusedBatchNormalization(momentum=0.9, name=f"{name}_dw_bn")(y)
     y = keras.layers.ReLU(6.0, name=f"{name}_dw_relu")(y)
     # Linear bottleneck: no activation after the projection.
     y = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project")(y)
-    y = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_project_bn")(y)
+    y = FusedBatchNormalization(momentum=0.9, name=f"{name}_project_bn")(y)
     if strides == 1 and in_channels == filters:
         y = keras.layers.Add(name=f"{name}_add")([x, y])
     return y
@@ -62,14 +63,14 @@ def mobilenet_v2(num_classes=1000, input_shape=(224, 224, 3), alpha=1.0, dropout
         raise ValueError(f"mobilenet_v2: alpha must be a positive number, got {alpha!r}.")
     inputs, x = image_input(input_shape, min_size=32, model="mobilenet_v2")
     x = keras.layers.Conv2D(_make_divisible(32 * alpha), 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
+    x = FusedBatchNormalization(momentum=0.9, name="stem_bn")(x)
     x = keras.layers.ReLU(6.0, name="stem_relu")(x)
     for i, (t, c, n, s) in enumerate(_BLOCKS):
         for j in range(n):
             x = inverted_residual(x, t, _make_divisible(c * alpha), s if j == 0 else 1, f"block{i + 1}_{j + 1}")
     # The last conv is not thinned below 1280 channels for alpha < 1, as in the paper.
     x = keras.layers.Conv2D(_make_divisible(1280 * max(alpha, 1.0)), 1, use_bias=False, name="head_conv")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, name="head_bn")(x)
+    x = FusedBatchNormalization(momentum=0.9, name="head_bn")(x)
     x = keras.layers.ReLU(6.0, name="head_relu")(x)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout:

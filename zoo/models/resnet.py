@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import keras
 
+from zoo.models.batch_norm import FusedBatchNormalization
 from zoo.models.preprocessing import check_num_classes, image_input, logits
 from zoo.registry import register_model
 
@@ -26,7 +27,7 @@ def _conv_bn(x, filters, kernel, strides, name, activation=True):
         kernel_initializer="he_normal", kernel_regularizer=None, name=f"{name}_conv",
     )(x)
     # momentum 0.9 as in the reference implementations: small data, few steps.
-    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
     if activation:
         x = keras.layers.Activation("relu", name=f"{name}_relu")(x)
     return x
