@@ -577,6 +577,12 @@ class ServerCore:
             except asyncio.TimeoutError:
                 raise _deadline_exceeded(timeout) from None
 
+    def close(self):
+        """Lets the model runs in flight finish on their threads, then ends those threads."""
+        if self._deadline_pool is not None:
+            self._deadline_pool.shutdown(wait=False)
+            self._deadline_pool = None
+
     def _runner(self) -> futures.ThreadPoolExecutor:
         """Threads for model runs that have a deadline (made on first use)."""
         if self._deadline_pool is None:

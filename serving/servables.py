@@ -65,21 +65,9 @@ def as_serving_error(e: BaseException) -> ServingError:
     if isinstance(e, ServingError):
         return e
     if isinstance(e, tf.errors.OpError):
-        return ServingError(code_from_int(e.error_code), _clean_op_message(e.message))
+        # Session runs (every servable's) carry the kernel's own words, as TF Serving's do.
+        return ServingError(code_from_int(e.error_code), e.message)
     return ServingError(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
-
-
-def _clean_op_message(message):
-    # Eager function calls wrap the kernel's message in Python-side context that
-    # TF Serving's session-based runs do not have; keep the kernel's own words.
-    message = re.sub(r"^Graph execution error:\s*", "", message)
-    message = re.sub(
-        r"^Detected at node .*? defined at \(most recent call last\):\n(?:.*\n)*?<stack traces unavailable>\n",
-        "",
-        message,
-    )
-    message = re.sub(r"\s*\[Op:__inference_[^\]]*\]\s*$", "", message)
-    return message.strip()
 
 
 # Loaded model versions.

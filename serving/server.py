@@ -258,6 +258,8 @@ class ModelServer:
             self._manager.stop()
         if self._batcher is not None:
             self._batcher.stop()
+        if self.core is not None:
+            self.core.close()
 
     def wait(self, timeout=None):
         """Block until the server has stopped; True if it has."""

@@ -43,8 +43,6 @@ from serving.errors import ServingError
 # gRPC's 2 GiB message cap, so honest raw-bytes requests are rarely near it.
 # The server may pass its own limit (to_ndarray's `max_bytes`); None: no limit.
 DEFAULT_MAX_REQUEST_TENSOR_BYTES = 1 << 30
-# The name this limit had before it was a default.
-MAX_TENSOR_BYTES = DEFAULT_MAX_REQUEST_TENSOR_BYTES
 # Typed values shorter than the shape are padded (Tensor::FromProto); past this many
 # bytes of padding a request is refused: a shape [1000000,8,8,1] with one float_val
 # is 46 bytes on the wire and 256 MB once padded, and a model run on it many times
