@@ -11,6 +11,7 @@ TINY = {
     "image_classification": dict(num_classes=3, input_shape=(32, 32, 3)),
     # 200 ids hold synthetic_topics' vocabulary (188 with padding and unknown).
     "text_classification": dict(num_classes=3, vocabulary_size=200, sequence_length=16),
+    "token_classification": dict(num_classes=5, vocabulary_size=200, sequence_length=12),
 }
 TINY_BY_MODEL = {
     "resnet50": dict(width=4),
@@ -21,6 +22,10 @@ TINY_BY_MODEL = {
     "resnet56": dict(width=2),
     "text_cnn": dict(embedding_dim=8, filters=8, kernel_sizes=(2, 3)),
     "transformer_classifier": dict(hidden_dim=16, num_layers=1, num_heads=2, intermediate_dim=16),
+    "lstm_classifier": dict(embedding_dim=8, units=8),
+    "gru_classifier": dict(embedding_dim=8, units=8),
+    "bilstm_classifier": dict(embedding_dim=8, units=8),
+    "bilstm_tagger": dict(embedding_dim=8, units=8, word_length=6, char_embedding_dim=4, char_filters=4),
 }
 
 
@@ -37,13 +42,15 @@ def example_batch(model, batch=4, seed=0):
     """Random raw inputs matching `model`'s named inputs (pixels 0-255 for images,
     token ids with trailing padding for text)."""
     rng = np.random.default_rng(seed)
-    out = {}
+    out, lengths = {}, None
     for k, t in model_inputs(model).items():
         shape = (batch,) + tuple(t.shape[1:])
         if "int" in str(t.dtype):
             ids = rng.integers(2, 100, shape)
-            lengths = rng.integers(1, shape[1] + 1, (batch, 1))
-            out[k] = np.where(np.arange(shape[1]) < lengths, ids, 0).astype(str(t.dtype))
+            if lengths is None:  # one text length per example, shared by its word and character ids
+                lengths = rng.integers(1, shape[1] + 1, (batch, 1))
+            real = (np.arange(shape[1]) < lengths).reshape(shape[:2] + (1,) * (len(shape) - 2))
+            out[k] = np.where(real, ids, 0).astype(str(t.dtype))
         else:
             out[k] = rng.uniform(0, 255, shape).astype("float32")
     return out

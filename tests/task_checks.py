@@ -37,7 +37,8 @@ def offline_data(name: str):
     for dataset in dict.fromkeys(candidates):
         if dataset not in datasets.list_datasets() or not datasets.get_dataset(dataset).offline:
             continue
-        ds, info = load_dataset(dataset, "train", batch_size=4, shuffle=False, with_info=True)
+        ds, info = load_dataset(dataset, "train", batch_size=4, shuffle=False, with_info=True,
+                                **task.data_options_for(TINY_BY_MODEL.get(name, {})))
         kwargs = dict(TINY_BY_MODEL.get(name, {}), **task.builder_arguments(info))
         try:
             model = registry.build_model(name, **kwargs)

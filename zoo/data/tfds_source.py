@@ -75,13 +75,13 @@ def builder(name: str, data_dir: str | None = None, download: bool = True):
     return b
 
 
-def info(b, name: str, task: str | None = None) -> DatasetInfo:
+def info(b, name: str, task: str | None = None, keys: tuple | None = None, splits: dict | None = None) -> DatasetInfo:
     import tensorflow_datasets as tfds
 
     from zoo import tasks
 
     features = b.info.features
-    keys = b.info.supervised_keys
+    keys = keys or b.info.supervised_keys
     if not keys or len(keys) != 2:
         raise ValueError(
             f"TFDS dataset {name!r} has no (input, label) supervised keys; the zoo loads "
@@ -90,6 +90,8 @@ def info(b, name: str, task: str | None = None) -> DatasetInfo:
     input_key, label_key = keys
     label = features[label_key]
     feature = features[input_key]
+    if isinstance(label, tfds.features.Sequence):  # one label per token (conll2003's "ner")
+        label = label.feature
     if task is None:  # an unregistered TFDS name: the task that reads its input feature
         task = tasks.task_for_feature(feature.dtype, tuple(feature.shape))
         if task is None:
@@ -101,26 +103,46 @@ def info(b, name: str, task: str | None = None) -> DatasetInfo:
         name=name, task=task, source="tfds",
         num_classes=classes.num_classes if classes else 0, label_names=tuple(classes.names) if classes else (),
         input_shape=tuple(feature.shape), input_dtype=feature.dtype.name,
-        num_examples={k: v.num_examples for k, v in b.info.splits.items()},
+        num_examples=_split_sizes(b, splits or {}),
         citation=b.info.citation or "",
     )
 
 
+def _split_sizes(b, splits: dict) -> dict:
+    """Examples per split, under the zoo's split names."""
+    sizes = {k: v.num_examples for k, v in b.info.splits.items()}
+    return dict(sizes, **{ours: sizes[theirs] for ours, theirs in splits.items() if theirs in sizes})
+
+
 class TfdsDataset(Dataset):
-    """A TFDS dataset: read from the data dir, downloaded when the host is reachable."""
+    """A TFDS dataset: read from the data dir, downloaded when the host is reachable.
+
+    `keys` names the (input, label) features of a set without supervised keys;
+    `splits` maps the zoo's split names to the set's own ({"validation": "dev"}, or
+    {"test": "validation"} where the published test split has no labels).
+    """
 
     offline = False
     source = "tfds"
 
-    def __init__(self, name: str, task: str | None = None, description: str = ""):
+    def __init__(self, name: str, task: str | None = None, description: str = "", keys: tuple | None = None,
+                 splits: dict | None = None):
         self.name, self.task, self.description = name, task, description
+        self.keys, self.splits = keys, dict(splits or {})
 
     def info(self, data_dir=None, download=True) -> DatasetInfo:
-        return info(builder(self.name, data_dir, download), self.name, self.task)
+        return info(builder(self.name, data_dir, download), self.name, self.task, self.keys, self.splits)
 
     def examples(self, split: str, data_dir=None, download=True, shuffle_files=False):
         b = builder(self.name, data_dir, download)
-        return b.as_dataset(split=split, as_supervised=True, shuffle_files=shuffle_files)
+        split = self.splits.get(split, split)
+        if self.keys is None:
+            return b.as_dataset(split=split, as_supervised=True, shuffle_files=shuffle_files)
+        import tensorflow as tf
+
+        x, y = self.keys
+        ds = b.as_dataset(split=split, shuffle_files=shuffle_files)
+        return ds.map(lambda example: (example[x], example[y]), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 # The TFDS sets the zoo is tested with; any other TFDS name loads the same way.
@@ -132,3 +154,8 @@ for _name, _task, _about in (
     ("ag_news_subset", "text_classification", "news titles and descriptions, 4 topics"),
 ):
     add_dataset(TfdsDataset(_name, _task, _about))
+# GLUE's SST-2 test split has no labels (-1): its validation split is the test split here.
+add_dataset(TfdsDataset("glue/sst2", "text_classification", "movie review sentences, negative or positive",
+                        keys=("sentence", "label"), splits={"test": "validation"}))
+add_dataset(TfdsDataset("conll2003", "token_classification", "Reuters news, PER/ORG/LOC/MISC entities (BIO tags)",
+                        keys=("tokens", "ner"), splits={"validation": "dev"}))

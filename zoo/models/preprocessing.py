@@ -1,4 +1,5 @@
-"""The input stem every image model shares: named raw-pixel input, scaling in the graph."""
+"""The input stems the models share: named raw-pixel input scaled in the graph, named
+token ids and their padding mask, float32 logits."""
 
 from __future__ import annotations
 
@@ -51,3 +52,19 @@ def token_input(vocabulary_size, sequence_length, model: str = "model"):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{model}: {arg} must be an int >= {low}, got {value!r}.")
     return keras.Input(shape=(sequence_length,), name="token_ids", dtype="int32")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class PaddingMask(keras.layers.Layer):
+    """True where a token is not padding (id 0), and always at the first position."""
+
+    def call(self, token_ids):
+        real = keras.ops.not_equal(token_ids, 0)
+        first = keras.ops.equal(keras.ops.arange(keras.ops.shape(token_ids)[1]), 0)
+        return keras.ops.logical_or(real, keras.ops.expand_dims(first, 0))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def compute_output_spec(self, token_ids):
+        return keras.KerasTensor(token_ids.shape, dtype="bool")

@@ -11,24 +11,8 @@ from __future__ import annotations
 import keras
 import keras_hub
 
-from zoo.models.preprocessing import check_num_classes, logits, token_input
+from zoo.models.preprocessing import PaddingMask, check_num_classes, logits, token_input
 from zoo.registry import register_model
-
-
-@keras.saving.register_keras_serializable(package="zoo")
-class PaddingMask(keras.layers.Layer):
-    """True where a token is not padding (id 0), and always at the first position."""
-
-    def call(self, token_ids):
-        real = keras.ops.not_equal(token_ids, 0)
-        first = keras.ops.equal(keras.ops.arange(keras.ops.shape(token_ids)[1]), 0)
-        return keras.ops.logical_or(real, keras.ops.expand_dims(first, 0))
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def compute_output_spec(self, token_ids):
-        return keras.KerasTensor(token_ids.shape, dtype="bool")
 
 
 @register_model(task="text_classification", default_dataset="synthetic_topics")

@@ -100,6 +100,8 @@ class Task:
     data_arguments: tuple = ()
     # serving_default's input keys (the exported contract; raw input, not model input).
     serving_inputs: tuple = ()
+    # Output keys every serving_default of this task has (tells tasks with the same inputs apart).
+    serving_outputs: tuple = ()
     # load_dataset keyword options this task's data understands (e.g. image_size).
     data_options: tuple = ()
     # export_saved_model keyword options this task's export understands.
@@ -147,6 +149,11 @@ class Task:
 
     def data_options_for(self, model_kwargs: dict) -> dict:
         """load_dataset options that follow from builder arguments (e.g. sequence_length)."""
+        return {}
+
+    def report_metrics(self, model, ds, label_names) -> dict:
+        """Metrics beyond the compiled ones, computed over batches `ds` of (features, labels)
+        (e.g. entity-level F1); they join metrics.json and `zoo evaluate`'s answer."""
         return {}
 
     def write_run_assets(self, run_dir: pathlib.Path, info) -> dict:
@@ -197,8 +204,9 @@ class Task:
     def serves(self, signatures: dict) -> bool:
         """True when a served model with these signatures is one of this task's exports
         (`zoo predict` asks a server's metadata, which knows no task)."""
-        inputs = signatures.get("serving_default", {}).get("inputs", {})
-        return bool(inputs) and set(inputs) == set(self.serving_inputs)
+        default = signatures.get("serving_default", {})
+        inputs, outputs = default.get("inputs", {}), default.get("outputs", {})
+        return bool(inputs) and set(inputs) == set(self.serving_inputs) and set(self.serving_outputs) <= set(outputs)
 
     def format_answer(self, row: dict) -> str:
         """One line for one example's outputs (`zoo predict`)."""

@@ -52,7 +52,7 @@ def text_example(text) -> tf.train.Example:
         TEXT_FEATURE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data]))}))
 
 
-def _as_bytes(texts) -> np.ndarray:
+def as_bytes(texts) -> np.ndarray:
     return np.array([t.encode("utf-8") if isinstance(t, str) else bytes(t) for t in texts], dtype=object)
 
 
@@ -69,6 +69,7 @@ class TextClassification(Classification):
     input_names = ("token_ids",)
     data_arguments = ("num_classes", "vocabulary_size")
     serving_inputs = ("text",)
+    serving_outputs = ("probabilities", "class_id", "label")
     data_options = ("sequence_length", "vocabulary")
 
     def reads_feature(self, dtype, shape) -> bool:
@@ -135,7 +136,7 @@ class TextClassification(Classification):
         config = source.config or {}
         name = source.dataset_name
         if given is not None:
-            return {"text": _as_bytes(list(given)[:count])}, "given"
+            return {"text": as_bytes(list(given)[:count])}, "given"
         texts, origin = None, "fixed sentences"
         if name:
             try:
@@ -145,7 +146,7 @@ class TextClassification(Classification):
             except Exception as e:  # data not on this machine: warn and still export
                 log.warning("Could not read examples of %s (%s); warm-up uses fixed sentences.", name, e)
         if texts is None or not len(texts):
-            texts, origin = _as_bytes(_FALLBACK_TEXTS[:count]), "fixed sentences"
+            texts, origin = as_bytes(_FALLBACK_TEXTS[:count]), "fixed sentences"
         return {"text": texts}, origin
 
     def model_inputs(self, examples, assets):
@@ -203,13 +204,19 @@ class TextClassification(Classification):
         if list(signatures.get(signature, {}).get("inputs", {})) != ["text"]:
             raise ValueError(f"signature {signature!r} does not take text; zoo predict sends texts to "
                              "serving_default (use serving.Client for classify)")
-        files = [pathlib.Path(v).is_file() for v in values]
-        if any(files) and not all(files):
-            raise ValueError("give files or texts, not both (not files: "
-                             f"{', '.join(v for v, f in zip(values, files) if not f)})")
-        if all(files):
-            values = [pathlib.Path(v).read_bytes().decode("utf-8", "replace") for v in values]
-        return signature, {"text": _as_bytes(values)}
+        return signature, {"text": read_texts(values)}
+
+
+def read_texts(values) -> np.ndarray:
+    """`zoo predict` VALUES as texts (bytes [N]): the strings given, or the contents of
+    text files (all values files, or none)."""
+    files = [pathlib.Path(v).is_file() for v in values]
+    if any(files) and not all(files):
+        raise ValueError("give files or texts, not both (not files: "
+                         f"{', '.join(v for v, f in zip(values, files) if not f)})")
+    if all(files):
+        values = [pathlib.Path(v).read_bytes().decode("utf-8", "replace") for v in values]
+    return as_bytes(values)
 
 
 TASK = register_task(TextClassification())

@@ -368,8 +368,9 @@ def train(
             # the saved model, outside the strategy, evaluates normally.
             net = keras.saving.load_model(run_dir / "model.keras")
             net.compile(loss=task.loss(), metrics=task.metrics())
-        metrics = net.evaluate(load_dataset(dataset, test_split, **load), verbose=0, return_dict=True)
-        metrics = {k: float(v) for k, v in metrics.items()}
+        test_ds = load_dataset(dataset, test_split, **load)
+        metrics = {k: float(v) for k, v in net.evaluate(test_ds, verbose=0, return_dict=True).items()}
+        metrics.update(task.report_metrics(net, test_ds, list(info.label_names)))
         _write_json(run_dir / "metrics.json", {"split": test_split, **metrics,
                                                "train_seconds_this_process": seconds})
         log.info("test %s", metrics)
@@ -407,6 +408,7 @@ def evaluate(run_dir: str | os.PathLike, split: str = "test", which: str = "mode
     ds = load_dataset(config.dataset, split, batch_size=config.batch_size,
                       image_size=config.image_size, data_dir=config.data_dir, **options)
     metrics = {k: float(v) for k, v in net.evaluate(ds, verbose=0, return_dict=True).items()}
+    metrics.update(task.report_metrics(net, ds, list(info.get("label_names") or ())))
     metrics["split"] = split
     _write_json(pathlib.Path(run_dir) / f"eval-{split.replace('/', '_')}.json", metrics)
     return metrics
