@@ -101,14 +101,15 @@ def _load_source(model_or_run_dir, checkpoint: str, label_names, task) -> tuple[
     if isinstance(model_or_run_dir, keras.Model):
         model = model_or_run_dir
         source = ExportSource(model, model.name, label_names=label_names)
-        if task is None:
-            try:
-                task = registry.get_model_spec(model.name).task
-            except ValueError:
-                raise ExportError(
-                    f"Cannot tell the task of model {model.name!r}, which is not a registered "
-                    f"architecture; pass task=... (one of: {', '.join(tasks.list_tasks())})."
-                ) from None
+        if model.name in registry.list_models():
+            spec = registry.get_model_spec(model.name)
+            source.data_options = dict(spec.data_options)
+            task = task if task is not None else spec.task
+        elif task is None:
+            raise ExportError(
+                f"Cannot tell the task of model {model.name!r}, which is not a registered "
+                f"architecture; pass task=... (one of: {', '.join(tasks.list_tasks())})."
+            )
     else:
         run_dir = pathlib.Path(model_or_run_dir)
         if checkpoint not in ("model", "best"):

@@ -93,6 +93,7 @@ def _check_served(kind, key, signature_def, inputs, outputs) -> list[str]:
 def _run_session(export_dir, calls):
     """Outputs of each (kind, signature key, inputs) call via the TF1 session loader."""
     import tensorflow as tf
+    import tensorflow_text  # noqa: F401 - its ops are linked into TF Serving's model server, as here
 
     results, errors = [], []
     with tf.Graph().as_default(), tf.compat.v1.Session() as session:

@@ -48,6 +48,9 @@ from concurrent import futures
 
 import grpc
 import tensorflow as tf
+# TF Serving's model server links tensorflow-text's ops (keras-hub's tokenizers run on
+# them); registering them here, before any SavedModel loads, is what linking them does.
+import tensorflow_text  # noqa: F401
 from tensorflow.core.protobuf import config_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2

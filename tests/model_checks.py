@@ -25,6 +25,8 @@ TINY_BY_MODEL = {
     "lstm_classifier": dict(embedding_dim=8, units=8),
     "gru_classifier": dict(embedding_dim=8, units=8),
     "bilstm_classifier": dict(embedding_dim=8, units=8),
+    "bert_classifier": dict(size="bert_tiny"),
+    "bert_tagger": dict(size="bert_tiny", piece_length=24),
     "bilstm_tagger": dict(embedding_dim=8, units=8, word_length=6, char_embedding_dim=4, char_filters=4),
 }
 

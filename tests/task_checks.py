@@ -38,7 +38,7 @@ def offline_data(name: str):
         if dataset not in datasets.list_datasets() or not datasets.get_dataset(dataset).offline:
             continue
         ds, info = load_dataset(dataset, "train", batch_size=4, shuffle=False, with_info=True,
-                                **task.data_options_for(TINY_BY_MODEL.get(name, {})))
+                                **registry.data_options(name, TINY_BY_MODEL.get(name, {})))
         kwargs = dict(TINY_BY_MODEL.get(name, {}), **task.builder_arguments(info))
         try:
             model = registry.build_model(name, **kwargs)

@@ -135,9 +135,14 @@ def tagger_run(tmp_path_factory):
                      out_dir=tmp_path_factory.mktemp("tagger") / "run", verbose=0)
 
 
-def test_bilstm_classifier_reads_negation_and_contrast(tmp_path):
-    run = zoo.train("bilstm_classifier", "synthetic_sentiment", epochs=12, batch_size=32, learning_rate=3e-3,
-                    out_dir=tmp_path / "run", verbose=0)
+@pytest.fixture(scope="module")
+def sentiment_run(tmp_path_factory):
+    return zoo.train("bilstm_classifier", "synthetic_sentiment", epochs=12, batch_size=32, learning_rate=3e-3,
+                     out_dir=tmp_path_factory.mktemp("sentiment") / "run", verbose=0)
+
+
+def test_bilstm_classifier_reads_negation_and_contrast(sentiment_run):
+    run = sentiment_run
     metrics = json.loads((run / "metrics.json").read_text())
     # A bag of words scores 68% here (unigram logistic regression; 75% with bigrams).
     assert metrics["accuracy"] >= 0.90, metrics
@@ -172,3 +177,37 @@ def test_bilstm_tagger_tags_names_it_never_saw(tagger_run):
     line = get_task("token_classification").format_answer({k: v[0] for k, v in answer.items()})
     assert line.startswith("PER: ") or "; PER: " in line
     assert f"{tokens[i][0]}/{tags[i][0]}" in line.split("\t")[1]
+
+
+HOSTILE_TEXTS = ["", b"\xff\xfe not \xc3 UTF-8", "x" * 100_000, "Ada Lovelace met Charles Babbage in London ."]
+
+
+def test_served_text_models_answer_hostile_text(sentiment_run, tagger_run, tmp_path):
+    from export import export_saved_model
+    from serving import Client, ModelServer
+    from serving.client import ServingError
+
+    base = tmp_path / "models"
+    for name, run in (("sentiment", sentiment_run), ("entities", tagger_run)):
+        export_saved_model(run, base, name)
+    with ModelServer(model_config_file=str(base / "models.config"), port=0, host="127.0.0.1") as server:
+        with Client(f"127.0.0.1:{server.grpc_port}", "sentiment") as client:
+            answer = client.predict({"text": np.array(HOSTILE_TEXTS, dtype=object)})
+            assert np.isfinite(answer["probabilities"]).all() and answer["probabilities"].shape == (4, 2)
+            alone = client.predict({"text": np.array(HOSTILE_TEXTS[3:], dtype=object)})
+            np.testing.assert_allclose(alone["probabilities"][0], answer["probabilities"][3], atol=1e-5)
+            empty = client.predict({"text": np.array([], dtype=object)})
+            assert empty["probabilities"].shape == (0, 2)
+        with Client(f"127.0.0.1:{server.grpc_port}", "entities") as client:
+            answer = client.predict({"text": np.array(HOSTILE_TEXTS, dtype=object)})
+            tags = [as_text(row) for row in answer["tags"]]
+            assert not any(tags[0]) and tags[1][:1] and tags[2][0] and not any(tags[2][1:])
+            assert np.isfinite(answer["scores"]).all()
+            # The same words get the same tags alone as beside a 100,000-character text.
+            alone = client.predict({"text": np.array(HOSTILE_TEXTS[3:], dtype=object)})
+            assert as_text(alone["tags"][0]) == tags[3]
+            np.testing.assert_allclose(alone["scores"][0], answer["scores"][3], atol=1e-5)
+            assert client.predict({"text": np.array([], dtype=object)})["tags"].shape[0] == 0
+            with pytest.raises(ServingError) as e:
+                client.predict({"text": np.array([1.0, 2.0], dtype=np.float32)})
+            assert e.value.code.name == "INVALID_ARGUMENT"

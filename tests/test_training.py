@@ -179,3 +179,19 @@ def test_two_localhost_workers_train_like_mirrored_on_one_host(tmp_path):
     w1 = keras.saving.load_model(out / "workers" / "1" / "model.keras").get_weights()
     for a, b in zip(w0, w1):
         np.testing.assert_array_equal(a, b)
+
+
+def test_cosine_schedule_warms_up_then_decays_and_bad_settings_are_named():
+    from zoo.training.trainer import _learning_rate
+
+    config = TrainConfig(model="mlp", dataset="digits", learning_rate=1e-3, lr_schedule="cosine",
+                         warmup_share=0.1).validated()
+    schedule = _learning_rate(config, 100)
+    rates = [float(schedule(step)) for step in (0, 5, 10, 55, 100)]
+    assert rates[0] == 0 and rates[1] == pytest.approx(5e-4) and rates[2] == pytest.approx(1e-3)
+    assert rates[2] > rates[3] > rates[4] and rates[4] == pytest.approx(0, abs=1e-9)
+    assert _learning_rate(TrainConfig(model="mlp", dataset="digits"), 100) == 1e-3  # constant by default
+    for bad, words in (({"lr_schedule": "linear"}, "lr_schedule must be one of constant, cosine"),
+                       ({"warmup_share": 1.0}, "warmup_share must be a number in [0, 1)")):
+        with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+            TrainConfig(model="mlp", dataset="digits", **bad).validated()

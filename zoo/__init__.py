@@ -27,6 +27,7 @@ _EXPORTS = {
     "train": "zoo.training",
     "evaluate": "zoo.training",
     "load": "zoo.predictor",
+    "save_preset": "zoo.training.presets",
 }
 __all__ = sorted(_EXPORTS)
 

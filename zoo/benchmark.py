@@ -40,11 +40,15 @@ def pipeline_throughput(dataset: str = "synthetic_shapes", batch_size: int = 64,
 def training_throughput(
     model: str, dataset: str = "synthetic_shapes", batch_size: int = 64, steps: int = 200,
     optimizer: str = "sgd", learning_rate: float = 0.01, steps_per_execution: int = 8,
-    repeats: int = 3, model_kwargs: dict | None = None, mixed_precision: str = "auto",
+    repeats: int = 3, model_kwargs: dict | None = None, mixed_precision: str = "auto", jit_compile: str = "auto",
+    data_options: dict | None = None,
 ) -> float:
     """Samples/s of `fit` on `dataset`, compiled as `zoo.train` compiles (best of `repeats`),
-    in the precision `zoo.train` would pick for `mixed_precision` (zoo.training.precision)."""
-    ds, info = load_dataset(dataset, "train", batch_size=batch_size, drop_remainder=True, with_info=True)
+    in the precision `zoo.train` would pick for `mixed_precision` (zoo.training.precision).
+    `data_options` are `load_dataset` options over the model's own (e.g. a text model's
+    `vocabulary`; its size then sets vocabulary_size, as in zoo.train)."""
+    ds, info = load_dataset(dataset, "train", batch_size=batch_size, drop_remainder=True, with_info=True,
+                            **dict(registry.data_options(model, model_kwargs), **(data_options or {})))
     spec = registry.get_model_spec(model)
     task = tasks.get_task(spec.task)
     previous = keras.config.dtype_policy()
@@ -56,9 +60,11 @@ def training_throughput(
     opt = (keras.optimizers.SGD(learning_rate, momentum=0.9) if optimizer == "sgd"
            else keras.optimizers.Adam(learning_rate))
     net.compile(optimizer=opt, loss=task.loss(), metrics=task.metrics(),
-                jit_compile=strategies.use_xla("auto"), steps_per_execution=steps_per_execution)
+                jit_compile=strategies.use_xla(jit_compile), steps_per_execution=steps_per_execution)
     timer = _StepTimer()
-    # Epoch 1 traces and fills the cache; the later epochs are the measurement.
+    for _ in ds:  # fills the cache: a warm-up of `steps` may be shorter than an epoch
+        pass
+    # Epoch 1 traces; the later epochs are the measurement.
     net.fit(ds.repeat(), steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
     best = 0.0
     for _ in range(repeats):

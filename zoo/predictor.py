@@ -112,6 +112,8 @@ def load(path, *, signature: str = SERVING_DEFAULT, checkpoint: str = "model") -
         raise FileNotFoundError(
             f"{path} is neither a run directory (config.json, model.keras) nor an export (a folder with "
             f"saved_model.pb, or numbered version folders holding one).")
+    import tensorflow_text  # noqa: F401 - the ops of exported keras-hub tokenizers, as TF Serving links them
+
     loaded = tf.saved_model.load(str(version_dir))
     functions = {}
     for key, fn in loaded.signatures.items():

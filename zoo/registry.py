@@ -28,6 +28,8 @@ class ModelSpec:
     task: str
     default_dataset: str
     builder: Callable[..., Any]
+    # load_dataset options the architecture needs (BERT models: {"tokenizer": "wordpiece"}).
+    data_options: dict = dataclasses.field(default_factory=dict)
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -44,15 +46,19 @@ class ModelSpec:
         return doc.split("\n", 1)[0]
 
 
-def register_model(task: str, default_dataset: str):
-    """Registers a builder under its function name for `task`."""
+def register_model(task: str, default_dataset: str, data_options: dict | None = None):
+    """Registers a builder under its function name for `task`.
+
+    `data_options` are the `load_dataset` options its data needs whatever the builder's
+    arguments (BERT models: {"tokenizer": "wordpiece"}); training and export use them.
+    """
     tasks.get_task(task)  # fail at import time on a typo, not at build time
 
     def decorate(builder):
         name = builder.__name__
         if name in _MODELS and _MODELS[name].builder is not builder:
             raise ValueError(f"A model named {name!r} is already registered.")
-        _MODELS[name] = ModelSpec(name, task, default_dataset, builder)
+        _MODELS[name] = ModelSpec(name, task, default_dataset, builder, dict(data_options or {}))
         return builder
 
     return decorate
@@ -79,6 +85,15 @@ def list_models(task: str | None = None) -> list[str]:
     if task is not None:
         tasks.get_task(task)
     return sorted(n for n, s in _MODELS.items() if task is None or s.task == task)
+
+
+def data_options(name: str, model_kwargs: dict | None = None) -> dict:
+    """The `load_dataset` options model `name` built with `model_kwargs` needs: its
+    registration's (a BERT model's WordPiece tokenizer) and those its task derives from
+    the arguments (sequence_length, a preset's vocabulary)."""
+    spec = get_model_spec(name)
+    derived = tasks.get_task(spec.task).data_options_for(dict(model_kwargs or {}))
+    return dict(spec.data_options, **{k: v for k, v in derived.items() if v is not None})
 
 
 def _type_ok(value, default) -> bool:

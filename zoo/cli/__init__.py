@@ -157,6 +157,11 @@ def _cmd_train(args):
         init_from=args.init_from, frozen_epochs=args.frozen_epochs,
     )
     config = apply_overrides(config, args.set or [], spec.defaults)
+    if args.preset:
+        if "preset" not in spec.defaults:
+            raise ValueError(f"{args.model} does not start from a keras-hub preset; BERT models do "
+                             f"({', '.join(n for n in registry.list_models() if 'preset' in registry.get_model_spec(n).defaults)}).")
+        config = dataclasses.replace(config, model_kwargs=dict(config.model_kwargs, preset=args.preset))
     fields = dataclasses.asdict(config)
     for key in ("model", "dataset", "task"):
         fields.pop(key)
@@ -225,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "rebuilt when the classes differ)")
     p.add_argument("--frozen-epochs", type=int, default=0, metavar="N",
                    help="with --init-from: train only the head for the first N epochs")
+    p.add_argument("--preset", metavar="DIR",
+                   help="BERT models: start from this keras-hub preset directory (its weights and vocabulary; "
+                        "same as --set preset=DIR)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a training option (optimizer, seed, early_stopping_patience, image_size, ...) "
                         "or a model argument (e.g. dropout=0.3); repeatable")

@@ -59,6 +59,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="an export option of the model's task, e.g. max_image_pixels=20000000 for an "
                         "image classifier (images over it are refused before decoding); repeatable")
+    p.add_argument("--keras-hub-preset", metavar="DIR",
+                   help="BERT runs: write a keras-hub preset directory instead of a SavedModel "
+                        "(keras_hub.models.TextClassifier.from_preset(DIR) loads it; zoo train --preset DIR "
+                        "fine-tunes from it)")
     p.set_defaults(fn=run_export, func=run_export)  # zoo.cli calls args.fn(args)
     return p
 
@@ -67,6 +71,13 @@ def run_export(args) -> int:
     from export import describe_export, export_saved_model
     from serving.config import MODELS_CONFIG
     from zoo.training.config import parse_value
+
+    if args.keras_hub_preset:
+        from zoo.training.presets import save_preset
+
+        path = save_preset(args.run_dir, args.keras_hub_preset, which=args.checkpoint)
+        print(f"Wrote keras-hub preset {path} (fine-tune from it: zoo train MODEL --preset {path})")
+        return 0
 
     print(f"exporting {args.run_dir}: writing the SavedModel"
           + (", then verifying it in a fresh process ..." if not args.no_verify else " ..."), file=sys.stderr, flush=True)

@@ -16,8 +16,10 @@ class DatasetInfo:
     source: str  # "offline", "tfds" or "memory"
     citation: str = ""
     input_dtype: str = ""  # of the raw input, before the task's preprocessing
-    # Text sets: the tokenizer's words (ids 2..; 0 pads, 1 is out-of-vocabulary).
+    # Text sets: the tokenizer's words (ids 2..; 0 pads, 1 is out-of-vocabulary), or
+    # its word pieces (ids 0..; [PAD] is 0) for the "wordpiece" tokenizer of BERT models.
     vocabulary: tuple[str, ...] = ()
+    tokenizer: str = ""  # text sets: "words" or "wordpiece"
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -26,7 +28,9 @@ class DatasetInfo:
         # The words go to their own file (the trainer writes vocab.txt), not into the JSON.
         vocabulary = d.pop("vocabulary")
         if vocabulary:
-            d["vocabulary_size"] = len(vocabulary) + 2
+            d["vocabulary_size"] = len(vocabulary) + (0 if self.tokenizer == "wordpiece" else 2)
+        if not self.tokenizer:
+            d.pop("tokenizer")
         return d
 
 

@@ -8,6 +8,10 @@ tokenizers need tensorflow-text's ops registered in the serving process).
 
 Ids: 0 is padding, 1 is an out-of-vocabulary word, 2.. index `vocabulary`.
 
+BERT models use the "wordpiece" kind instead (`zoo.data.wordpiece`: keras-hub's
+WordPiece tokenizer, whose ops come from tensorflow-text); `make_tokenizer(...,
+kind="wordpiece")` and `compute_vocabulary(..., kind="wordpiece")` give it.
+
     vocabulary = compute_vocabulary(train_texts, max_tokens=5000)
     tokenizer = make_tokenizer(vocabulary, sequence_length=64)
     tokenizer(["a sentence"])  # int64 [1, 64]
@@ -23,10 +27,27 @@ import tensorflow as tf
 VOCABULARY_FILE = "vocab.txt"  # beside model.keras in a run dir; assets/vocab.txt in an export
 # Padding (id 0) and the out-of-vocabulary token (id 1) come before the words.
 SPECIAL_TOKENS = 2
+KINDS = ("words", "wordpiece")
 
 
-def compute_vocabulary(texts, max_tokens: int = 20_000) -> list[str]:
-    """The `max_tokens - 2` most frequent words of `texts` (a tf.data set or list of strings)."""
+def check_kind(kind) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"tokenizer must be one of {', '.join(KINDS)}, got {kind!r}.")
+    return kind
+
+
+def vocabulary_size(vocabulary, kind: str = "words") -> int:
+    """The number of token ids a model's embedding needs for `vocabulary`."""
+    return len(vocabulary) + (0 if check_kind(kind) == "wordpiece" else SPECIAL_TOKENS)
+
+
+def compute_vocabulary(texts, max_tokens: int = 20_000, kind: str = "words") -> list[str]:
+    """The `max_tokens - 2` most frequent words of `texts` (a tf.data set or list of strings),
+    or for kind="wordpiece" a WordPiece vocabulary of at most `max_tokens` pieces."""
+    if check_kind(kind) == "wordpiece":
+        from zoo.data import wordpiece
+
+        return wordpiece.compute_vocabulary(texts, min(max_tokens, wordpiece.DEFAULT_VOCABULARY_SIZE))
     if not isinstance(texts, tf.data.Dataset):
         texts = tf.data.Dataset.from_tensor_slices(list(texts))
     layer = keras.layers.TextVectorization(max_tokens=max_tokens)
@@ -34,8 +55,9 @@ def compute_vocabulary(texts, max_tokens: int = 20_000) -> list[str]:
     return [str(w) for w in layer.get_vocabulary(include_special_tokens=False)]
 
 
-def make_tokenizer(vocabulary, sequence_length: int, name: str = "tokenizer"):
-    """A TextVectorization layer: strings [B] -> int64 ids [B, sequence_length].
+def make_tokenizer(vocabulary, sequence_length: int, name: str = "tokenizer", kind: str = "words"):
+    """A TextVectorization layer: strings [B] -> int64 ids [B, sequence_length]
+    (kind="wordpiece": a `WordPieceEncoder`, strings [B] -> int32 [CLS] pieces [SEP] ids).
 
     `vocabulary` is a list of words or the path of a vocabulary file (one word a line);
     from a file, the lookup table reads it as a tracked asset, so an export copies it
@@ -43,6 +65,10 @@ def make_tokenizer(vocabulary, sequence_length: int, name: str = "tokenizer"):
     """
     if not isinstance(sequence_length, int) or sequence_length < 1:
         raise ValueError(f"sequence_length must be a positive int, got {sequence_length!r}.")
+    if check_kind(kind) == "wordpiece":
+        from zoo.data import wordpiece
+
+        return wordpiece.WordPieceEncoder(vocabulary, sequence_length, name=name)
     if not isinstance(vocabulary, (str, pathlib.Path)):
         vocabulary = list(vocabulary)
         if not vocabulary:

@@ -70,6 +70,17 @@ def features(words, table, sequence_length: int, word_length: int) -> dict:
     return {"token_ids": tf.cast(token_ids, tf.int32), "char_ids": tf.cast(char_ids, tf.int32)}
 
 
+class WordFeaturizer(tf.Module):
+    """`features` with its word table: ragged words [B, (W)] -> token_ids and char_ids."""
+
+    def __init__(self, vocabulary, sequence_length: int, word_length: int, name=None):
+        super().__init__(name=name)
+        self.table, self.sequence_length, self.word_length = word_table(vocabulary), sequence_length, word_length
+
+    def __call__(self, words) -> dict:
+        return features(words, self.table, self.sequence_length, self.word_length)
+
+
 def compute_word_vocabulary(words, max_tokens: int = 20_000) -> list[str]:
     """The `max_tokens - 2` most frequent lower-cased words of `words` (an iterable of
     word lists, or a tf.data set of string [n] word tensors); ties in first-seen order."""

@@ -1,5 +1,5 @@
 """Model families; importing this package registers every builder."""
 
 from zoo.models import (  # noqa: F401
-    bilstm_tagger, mlp, mobilenet, resnet, rnn, simple_cnn, text_cnn, transformer_classifier,
+    bert, bilstm_tagger, mlp, mobilenet, resnet, rnn, simple_cnn, text_cnn, transformer_classifier,
 )

@@ -79,6 +79,7 @@ class ExportSource:
     label_names: list | None = None  # given by the caller; tasks without labels ignore them
     options: dict = dataclasses.field(default_factory=dict)  # the task's export options (max_image_pixels)
     example_dataset: str | None = None  # the dataset the caller named for examples
+    data_options: dict = dataclasses.field(default_factory=dict)  # the architecture's (ModelSpec.data_options)
 
     @property
     def dataset_name(self) -> str | None:

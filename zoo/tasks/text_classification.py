@@ -38,11 +38,12 @@ _FALLBACK_TEXTS = ("The team won the final match.", "A new telescope found a gal
 
 @functools.lru_cache(maxsize=16)
 def text_vocabulary(name: str, data_dir: str | None = None, download: bool = True,
-                    max_tokens: int = 20_000) -> tuple[str, ...]:
+                    max_tokens: int = 20_000, kind: str = "words") -> tuple[str, ...]:
     """The tokenizer vocabulary of text set `name`: the most frequent words of its
-    training split, so every split of a set (and every run on it) shares one."""
+    training split (or the word pieces learned from it), so every split of a set (and
+    every run on it) shares one."""
     texts = datasets.get_dataset(name).examples("train", data_dir=data_dir, download=download).map(lambda x, y: x)
-    return tuple(tokenizers.compute_vocabulary(texts, max_tokens))
+    return tuple(tokenizers.compute_vocabulary(texts, max_tokens, kind))
 
 
 def text_example(text) -> tf.train.Example:
@@ -56,8 +57,8 @@ def as_bytes(texts) -> np.ndarray:
     return np.array([t.encode("utf-8") if isinstance(t, str) else bytes(t) for t in texts], dtype=object)
 
 
-def _tokenizer(vocabulary, sequence_length, **kwargs):
-    tokenizer = tokenizers.make_tokenizer(vocabulary, sequence_length, **kwargs)
+def _tokenizer(vocabulary, sequence_length, kind="words", **kwargs):
+    tokenizer = tokenizers.make_tokenizer(vocabulary, sequence_length, kind=kind, **kwargs)
     tokenizer(tf.constant([""]))  # builds the layer, which ExportArchive.track requires
     tokenizer.built = True
     return tokenizer
@@ -70,7 +71,7 @@ class TextClassification(Classification):
     data_arguments = ("num_classes", "vocabulary_size")
     serving_inputs = ("text",)
     serving_outputs = ("probabilities", "class_id", "label")
-    data_options = ("sequence_length", "vocabulary")
+    data_options = ("sequence_length", "vocabulary", "tokenizer")
 
     def reads_feature(self, dtype, shape) -> bool:
         return dtype == tf.string and len(shape) == 0
@@ -78,23 +79,30 @@ class TextClassification(Classification):
     # --- data ----------------------------------------------------------------
     def builder_arguments(self, info) -> dict:
         # Ids 0 (padding) and 1 (unknown word) come before the vocabulary's words.
-        return dict(super().builder_arguments(info), vocabulary_size=len(info.vocabulary) + tokenizers.SPECIAL_TOKENS,
-                    sequence_length=info.input_shape[0])
+        return dict(super().builder_arguments(info), sequence_length=info.input_shape[0],
+                    vocabulary_size=tokenizers.vocabulary_size(info.vocabulary, info.tokenizer))
 
     def data_options_for(self, model_kwargs: dict) -> dict:
-        return {"sequence_length": model_kwargs.get("sequence_length")}
+        options = {"sequence_length": model_kwargs.get("sequence_length")}
+        if model_kwargs.get("preset"):  # a keras-hub preset brings its own word pieces
+            from zoo.data import wordpiece
 
-    def prepare_examples(self, ds, info, data_dir=None, download=True, sequence_length=None, vocabulary=None):
+            options.update(tokenizer="wordpiece", vocabulary=wordpiece.preset_vocabulary(model_kwargs["preset"]))
+        return options
+
+    def prepare_examples(self, ds, info, data_dir=None, download=True, sequence_length=None, vocabulary=None,
+                         tokenizer="words"):
         if sequence_length is None:
             sequence_length = DEFAULT_SEQUENCE_LENGTH
         if vocabulary is None:
-            vocabulary = text_vocabulary(info.name, data_dir, download)
+            vocabulary = text_vocabulary(info.name, data_dir, download, kind=tokenizers.check_kind(tokenizer))
         elif isinstance(vocabulary, (str, pathlib.Path)):
             vocabulary = tokenizers.read_vocabulary(vocabulary)
-        tokenizer = tokenizers.make_tokenizer(vocabulary, sequence_length)
-        ds = ds.map(lambda x, y: (tf.cast(tokenizer(x[tf.newaxis])[0], tf.int32), y),
+        encode = tokenizers.make_tokenizer(vocabulary, sequence_length, kind=tokenizer)
+        ds = ds.map(lambda x, y: (tf.cast(encode(x[tf.newaxis])[0], tf.int32), y),
                     num_parallel_calls=tf.data.AUTOTUNE)
-        info = dataclasses.replace(info, input_shape=(sequence_length,), vocabulary=tuple(vocabulary))
+        info = dataclasses.replace(info, input_shape=(sequence_length,), vocabulary=tuple(vocabulary),
+                                   tokenizer=tokenizer)
         return ds, info
 
     def batch_features(self, x, y):
@@ -102,11 +110,13 @@ class TextClassification(Classification):
 
     def write_run_assets(self, run_dir, info) -> dict:
         tokenizers.write_vocabulary(pathlib.Path(run_dir) / tokenizers.VOCABULARY_FILE, info.vocabulary)
-        return {"vocabulary_file": tokenizers.VOCABULARY_FILE, "sequence_length": info.input_shape[0]}
+        return {"vocabulary_file": tokenizers.VOCABULARY_FILE, "sequence_length": info.input_shape[0],
+                "tokenizer": info.tokenizer}
 
     def read_run_assets(self, run_dir, dataset_json) -> dict:
         return {"vocabulary": tokenizers.read_vocabulary(pathlib.Path(run_dir) / dataset_json["vocabulary_file"]),
-                "sequence_length": dataset_json["sequence_length"]}
+                "sequence_length": dataset_json["sequence_length"],
+                "tokenizer": dataset_json.get("tokenizer") or "words"}  # runs before wordpiece
 
     # --- export ----------------------------------------------------------------
     def export_assets(self, source: ExportSource) -> dict:
@@ -115,22 +125,25 @@ class TextClassification(Classification):
             raise ValueError("A text classifier needs a fixed sequence_length (token_ids [B, T]).")
         info, config = source.dataset or {}, source.config or {}
         name = source.dataset_name
+        kind = source.data_options.get("tokenizer", "words")
         if source.run_dir is not None and info.get("vocabulary_file"):
-            vocabulary = self.read_run_assets(source.run_dir, info)["vocabulary"]
+            run = self.read_run_assets(source.run_dir, info)
+            vocabulary, kind = run["vocabulary"], run["tokenizer"]
         elif name:
-            vocabulary = list(text_vocabulary(name, config.get("data_dir"), False))
+            vocabulary = list(text_vocabulary(name, config.get("data_dir"), False, kind=kind))
         else:
             raise ValueError("Exporting a text model needs its tokenizer's vocabulary: export its run "
                              "directory, or pass dataset= (the text set it was trained on).")
         input_dim = max((getattr(layer, "input_dim", 0) for layer in source.model.layers), default=0)
-        if input_dim and len(vocabulary) + tokenizers.SPECIAL_TOKENS > input_dim:
-            raise ValueError(f"The vocabulary ({len(vocabulary)} words + 2) does not fit the model's "
-                             f"embedding of {input_dim} ids; was it trained on another dataset?")
-        return dict(super().export_assets(source), vocabulary=list(vocabulary), sequence_length=int(sequence_length))
+        if input_dim and tokenizers.vocabulary_size(vocabulary, kind) > input_dim:
+            raise ValueError(f"The vocabulary ({tokenizers.vocabulary_size(vocabulary, kind)} ids) does not fit the "
+                             f"model's embedding of {input_dim} ids; was it trained on another dataset?")
+        return dict(super().export_assets(source), vocabulary=list(vocabulary), sequence_length=int(sequence_length),
+                    tokenizer=kind)
 
     def card(self, assets: dict) -> dict:
-        return dict(super().card(assets), sequence_length=assets["sequence_length"],
-                    vocabulary_size=len(assets["vocabulary"]) + tokenizers.SPECIAL_TOKENS)
+        return dict(super().card(assets), sequence_length=assets["sequence_length"], tokenizer=assets["tokenizer"],
+                    vocabulary_size=tokenizers.vocabulary_size(assets["vocabulary"], assets["tokenizer"]))
 
     def examples(self, source: ExportSource, given, count):
         config = source.config or {}
@@ -150,7 +163,7 @@ class TextClassification(Classification):
         return {"text": texts}, origin
 
     def model_inputs(self, examples, assets):
-        tokenizer = _tokenizer(assets["vocabulary"], assets["sequence_length"])
+        tokenizer = _tokenizer(assets["vocabulary"], assets["sequence_length"], assets["tokenizer"])
         token_ids = tokenizer(tf.constant(np.asarray(examples["text"], dtype=object)))
         return {"token_ids": tf.cast(token_ids, tf.int32).numpy()}
 
@@ -161,7 +174,7 @@ class TextClassification(Classification):
         # assets/ and TF Serving initializes the table from the exported copy.
         vocab_file = tokenizers.write_vocabulary(pathlib.Path(staging_dir) / tokenizers.VOCABULARY_FILE,
                                                  assets["vocabulary"])
-        tokenizer = _tokenizer(vocab_file, assets["sequence_length"], name="serving_tokenizer")
+        tokenizer = _tokenizer(vocab_file, assets["sequence_length"], assets["tokenizer"], name="serving_tokenizer")
 
         @tf.function(input_signature=[tf.TensorSpec((None,), tf.string)])
         def predict(text):
@@ -183,7 +196,10 @@ class TextClassification(Classification):
                 "serving_default": Endpoint(serving_default, [tf.TensorSpec((None,), tf.string, name="text")]),
                 "classify": Endpoint(classify, [tf.TensorSpec((None,), tf.string, name="inputs")], CLASSIFY_METHOD),
             },
-            resources=[table, tokenizer],
+            # A WordPiece tokenizer holds its vocabulary in the graph; the file goes to
+            # assets/ too, so the export still shows which pieces it reads.
+            resources=[table, tokenizer] + ([tf.saved_model.Asset(str(vocab_file))]
+                                            if assets["tokenizer"] == "wordpiece" else []),
         )
 
     def requests(self, examples, batch_sizes=(1, None)) -> list[Request]:

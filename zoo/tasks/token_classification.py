@@ -1,9 +1,11 @@
 """Task `token_classification` (named entities): strings in, words, tags and entities out.
 
 Examples are words with one tag id each (CoNLL's BIO tags: "B-PER", "I-PER", "O", ...).
-The Keras model takes `token_ids` int32 [B, T] (lower-cased word ids, 0 pads) and, when
-it reads characters, `char_ids` int32 [B, T, C] (`zoo.data.words`), and returns logits
-[B, T, K], one row of tag logits per word. Padding positions carry the label -1, which
+The Keras model returns logits [B, T, K], one row of tag logits per word, from
+- `token_ids` int32 [B, T] (lower-cased word ids, 0 pads) and, when it reads characters,
+  `char_ids` int32 [B, T, C] (`zoo.data.words`); or, for BERT taggers (the "wordpiece"
+  tokenizer), `token_ids` int32 [B, P] cased word pieces and `word_index` int32 [B, T],
+  each word's first piece (`zoo.data.wordpiece.WordPieceAligner`). Padding positions carry the label -1, which
 the loss and the accuracy skip. Entity-level precision, recall and F1 (seqeval, the
 CoNLL scorer's rules) join metrics.json and `zoo evaluate`.
 
@@ -25,6 +27,7 @@ import tensorflow as tf
 
 from zoo.data import registry as datasets
 from zoo.data import tokenizer as vocabulary_files
+from zoo.data import wordpiece
 from zoo.data import words as word_tokenizer
 from zoo.tasks.base import PREDICT_METHOD, Endpoint, ExportSource, Request, Signatures, Task, as_text, model_inputs, \
     register_task
@@ -37,6 +40,9 @@ PAD_LABEL = -1  # the label of padding positions; the loss and the metrics skip 
 TOLERANCE = 1e-4  # max |difference| of exported scores from Keras'
 DEFAULT_SEQUENCE_LENGTH = 64  # words per sentence (CoNLL-2003's longest is 124; 99.9% are under 64)
 DEFAULT_WORD_LENGTH = 16  # characters per word the character features read
+# A tagger's learned WordPiece vocabulary is small, so that rare words (most names)
+# are read as pieces in training too: a name never seen is pieces the model knows.
+TAGGER_WORD_PIECES = 250
 _FALLBACK_TEXTS = ("Ada Lovelace worked with Charles Babbage in London .", "The United Nations met in Geneva .",
                    "", "She flew to Paris on Monday .")
 
@@ -58,10 +64,29 @@ class TokenAccuracy(keras.metrics.Mean):
 
 
 def word_vocabulary(name: str, data_dir: str | None = None, download: bool = True,
-                    max_tokens: int = 20_000) -> list[str]:
-    """The word vocabulary of tagging set `name`: its training split's most frequent words."""
+                    max_tokens: int = 20_000, kind: str = "words") -> list[str]:
+    """The vocabulary of tagging set `name`: its training split's most frequent words, or
+    (kind="wordpiece") cased word pieces learned from it."""
     words = datasets.get_dataset(name).examples("train", data_dir=data_dir, download=download).map(lambda x, y: x)
+    if vocabulary_files.check_kind(kind) == "wordpiece":
+        return wordpiece.compute_vocabulary(words.map(lambda w: tf.strings.reduce_join(w, separator=" ")),
+                                            TAGGER_WORD_PIECES, lowercase=False)
     return word_tokenizer.compute_word_vocabulary(words, max_tokens)
+
+
+def featurizer(kind: str, vocabulary, sequence_length: int, word_length: int, piece_length: int):
+    """words [B, (W)] -> the model inputs of a tagger with this tokenizer (all of them; a
+    model takes the ones it names)."""
+    if vocabulary_files.check_kind(kind) == "wordpiece":
+        return wordpiece.WordPieceAligner(vocabulary, sequence_length, piece_length)
+    return word_tokenizer.WordFeaturizer(vocabulary, sequence_length, word_length)
+
+
+def tagged(features: dict, words, sequence_length: int):
+    """bool [B, T]: the words that get a tag (those that fit the model's input)."""
+    if "word_index" in features:
+        return features["word_index"] > 0
+    return tf.sequence_mask(tf.minimum(words.row_lengths(), sequence_length), sequence_length)
 
 
 def entity_spans(tokens, tags):
@@ -93,11 +118,11 @@ class TokenClassification(Task):
     name = "token_classification"
     description = "[B,T] int32 word ids (0 pads) [+ [B,T,C] char ids] -> [B,T,K] tag logits"
     input_names = ("token_ids",)
-    optional_inputs = ("char_ids",)
+    optional_inputs = ("char_ids", "word_index")
     data_arguments = ("num_classes", "vocabulary_size")
     serving_inputs = ("text",)
     serving_outputs = ("tokens", "tags")
-    data_options = ("sequence_length", "word_length", "vocabulary")
+    data_options = ("sequence_length", "word_length", "piece_length", "vocabulary", "tokenizer")
 
     # --- training ------------------------------------------------------------
     def loss(self):
@@ -115,7 +140,7 @@ class TokenClassification(Task):
                              f"it with keras.Input(name=...) per input.")
         output = model.output
         shape = tuple(output.shape) if not isinstance(output, (dict, list, tuple)) else None
-        length = inputs["token_ids"].shape[1]
+        length = inputs["word_index" if "word_index" in inputs else "token_ids"].shape[1]
         if shape is None or len(shape) != 3 or shape[1] != length or shape[-1] is None or shape[-1] < 2:
             raise ValueError(f"A {self.name} model returns one tensor of tag logits [B, T, K] (T = {length}, the "
                              f"words of token_ids; K >= 2); this model returns {output}.")
@@ -144,29 +169,36 @@ class TokenClassification(Task):
             raise ValueError(f"Dataset {info.name!r} has {info.num_classes} tags; a {self.name} dataset needs tag "
                              f"names (register it with label_names=[...], at least two).")
         return {"num_classes": info.num_classes, "sequence_length": info.input_shape[0],
-                "vocabulary_size": len(info.vocabulary) + word_tokenizer.SPECIAL_TOKENS}
+                "vocabulary_size": vocabulary_files.vocabulary_size(info.vocabulary, info.tokenizer or "words")}
 
     def data_options_for(self, model_kwargs: dict) -> dict:
-        return {"sequence_length": model_kwargs.get("sequence_length"), "word_length": model_kwargs.get("word_length")}
+        options = {k: model_kwargs.get(k) for k in ("sequence_length", "word_length", "piece_length")}
+        if model_kwargs.get("preset"):  # a keras-hub preset brings its own word pieces
+            options.update(tokenizer="wordpiece", vocabulary=wordpiece.preset_vocabulary(model_kwargs["preset"]))
+        return options
 
     def prepare_examples(self, ds, info, data_dir=None, download=True, sequence_length=None, word_length=None,
-                         vocabulary=None):
+                         piece_length=None, vocabulary=None, tokenizer="words"):
         sequence_length = sequence_length or DEFAULT_SEQUENCE_LENGTH
         word_length = word_length or DEFAULT_WORD_LENGTH
+        piece_length = piece_length or 2 * sequence_length
         if vocabulary is None:
-            vocabulary = word_vocabulary(info.name, data_dir, download)
+            vocabulary = word_vocabulary(info.name, data_dir, download, kind=tokenizer)
         elif isinstance(vocabulary, (str, pathlib.Path)):
             vocabulary = vocabulary_files.read_vocabulary(vocabulary)
-        table = word_tokenizer.word_table(vocabulary)
+        encode = featurizer(tokenizer, vocabulary, sequence_length, word_length, piece_length)
 
         def featurize(tokens, tags):
             words = tf.RaggedTensor.from_row_lengths(tokens, tf.shape(tokens, out_type=tf.int64)[:1])
-            x = {k: v[0] for k, v in word_tokenizer.features(words, table, sequence_length, word_length).items()}
+            x = encode(words)
             tags = tf.cast(tags[:sequence_length], tf.int64)
-            return x, tf.pad(tags, [[0, sequence_length - tf.shape(tags)[0]]], constant_values=PAD_LABEL)
+            tags = tf.pad(tags, [[0, sequence_length - tf.shape(tags)[0]]], constant_values=PAD_LABEL)
+            # A word that did not fit the model's input has no tag to learn.
+            return {k: v[0] for k, v in x.items()}, tf.where(tagged(x, words, sequence_length)[0], tags, PAD_LABEL)
 
         ds = ds.map(featurize, num_parallel_calls=tf.data.AUTOTUNE)
-        info = dataclasses.replace(info, input_shape=(sequence_length,), vocabulary=tuple(vocabulary))
+        info = dataclasses.replace(info, input_shape=(sequence_length,), vocabulary=tuple(vocabulary),
+                                   tokenizer=tokenizer)
         return ds, info
 
     def batch_features(self, x, y):
@@ -174,11 +206,13 @@ class TokenClassification(Task):
 
     def write_run_assets(self, run_dir, info) -> dict:
         vocabulary_files.write_vocabulary(pathlib.Path(run_dir) / vocabulary_files.VOCABULARY_FILE, info.vocabulary)
-        return {"vocabulary_file": vocabulary_files.VOCABULARY_FILE, "sequence_length": info.input_shape[0]}
+        return {"vocabulary_file": vocabulary_files.VOCABULARY_FILE, "sequence_length": info.input_shape[0],
+                "tokenizer": info.tokenizer}
 
     def read_run_assets(self, run_dir, dataset_json) -> dict:
         path = pathlib.Path(run_dir) / dataset_json["vocabulary_file"]
-        return {"vocabulary": vocabulary_files.read_vocabulary(path), "sequence_length": dataset_json["sequence_length"]}
+        return {"vocabulary": vocabulary_files.read_vocabulary(path), "sequence_length": dataset_json["sequence_length"],
+                "tokenizer": dataset_json.get("tokenizer") or "words"}
 
     # --- export ----------------------------------------------------------------
     def export_assets(self, source: ExportSource) -> dict:
@@ -196,21 +230,25 @@ class TokenClassification(Task):
                              "label_names=[...] (one per output, e.g. 'O', 'B-PER', ...) or dataset=.")
         if len(tags) != num_tags:
             raise ValueError(f"{len(tags)} tag names for a model with {num_tags} outputs.")
+        kind = source.data_options.get("tokenizer", "words")
         if source.run_dir is not None and info.get("vocabulary_file"):
-            vocabulary = self.read_run_assets(source.run_dir, info)["vocabulary"]
+            run = self.read_run_assets(source.run_dir, info)
+            vocabulary, kind = run["vocabulary"], run["tokenizer"]
         elif source.dataset_name:
-            vocabulary = word_vocabulary(source.dataset_name, config.get("data_dir"), False)
+            vocabulary = word_vocabulary(source.dataset_name, config.get("data_dir"), False, kind=kind)
         else:
             raise ValueError("Exporting a tagger needs its word vocabulary: export its run directory, or pass "
                              "dataset= (the tagging set it was trained on).")
         word_length = inputs["char_ids"].shape[2] if "char_ids" in inputs else DEFAULT_WORD_LENGTH
-        return {"label_names": tags, "vocabulary": list(vocabulary),
-                "sequence_length": int(inputs["token_ids"].shape[1]), "word_length": int(word_length),
-                "inputs": sorted(inputs)}
+        words = inputs["word_index" if "word_index" in inputs else "token_ids"].shape[1]
+        return {"label_names": tags, "vocabulary": list(vocabulary), "tokenizer": kind,
+                "sequence_length": int(words), "word_length": int(word_length),
+                "piece_length": int(inputs["token_ids"].shape[1]), "inputs": sorted(inputs)}
 
     def card(self, assets: dict) -> dict:
         return {"labels": list(assets["label_names"]), "sequence_length": assets["sequence_length"],
-                "vocabulary_size": len(assets["vocabulary"]) + word_tokenizer.SPECIAL_TOKENS,
+                "tokenizer": assets["tokenizer"],
+                "vocabulary_size": vocabulary_files.vocabulary_size(assets["vocabulary"], assets["tokenizer"]),
                 "words": "split on whitespace, punctuation at a word's start or end split off"}
 
     def examples(self, source: ExportSource, given, count):
@@ -227,32 +265,33 @@ class TokenClassification(Task):
                 log.warning("Could not read examples of %s (%s); warm-up uses fixed sentences.", name, e)
         return {"text": as_bytes(_FALLBACK_TEXTS[:count])}, "fixed sentences"
 
-    def _features(self, text, table, assets):
-        features = word_tokenizer.features(word_tokenizer.split_words(text), table, assets["sequence_length"],
-                                           assets["word_length"])
-        return {k: v for k, v in features.items() if k in assets["inputs"]}
+    @staticmethod
+    def _featurizer(assets, vocabulary):
+        return featurizer(assets["tokenizer"], vocabulary, assets["sequence_length"], assets["word_length"],
+                          assets["piece_length"])
 
     def reference(self, model, examples, assets) -> dict:
-        text = tf.constant(np.asarray(examples["text"], dtype=object))
-        x = self._features(text, word_tokenizer.word_table(assets["vocabulary"]), assets)
-        logits = model.predict_on_batch(x)
-        lengths = word_tokenizer.split_words(text).row_lengths().numpy()
+        words = word_tokenizer.split_words(tf.constant(np.asarray(examples["text"], dtype=object)))
+        x = self._featurizer(assets, assets["vocabulary"])(words)
+        logits = model.predict_on_batch({k: v for k, v in x.items() if k in assets["inputs"]})
         return {"probabilities": tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1).numpy(),
-                "words": np.minimum(lengths, assets["sequence_length"])}
+                "words": tf.reduce_sum(tf.cast(tagged(x, words, assets["sequence_length"]), tf.int64), 1).numpy()}
 
     def signatures(self, model, assets: dict, staging_dir) -> Signatures:
         tag_table = label_table(assets["label_names"], staging_dir)
         vocab_file = vocabulary_files.write_vocabulary(
             pathlib.Path(staging_dir) / vocabulary_files.VOCABULARY_FILE, assets["vocabulary"])
-        table = word_tokenizer.word_table(vocab_file)
+        # From the file, the word table reads it as an asset (assets/vocab.txt).
+        encode = self._featurizer(assets, vocab_file)
         length = assets["sequence_length"]
 
         @tf.function(input_signature=[tf.TensorSpec((None,), tf.string)])
         def serving_default(text):
             words = word_tokenizer.split_words(text)
-            logits = model(self._features(text, table, assets), training=False)
+            x = encode(words)
+            logits = model({k: v for k, v in x.items() if k in assets["inputs"]}, training=False)
             probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
-            real = tf.sequence_mask(tf.minimum(words.row_lengths(), length), length)
+            real = tagged(x, words, length)
             tags = tf.where(real, tag_table.lookup(tf.argmax(probabilities, axis=-1, output_type=tf.int64)), "")
             tokens = words.to_tensor("", shape=[None, length])
             return {"tokens": tokens, "tags": tags, "entities": entity_spans(tokens, tags),
@@ -260,7 +299,7 @@ class TokenClassification(Task):
 
         return Signatures(
             endpoints={"serving_default": Endpoint(serving_default, [tf.TensorSpec((None,), tf.string, name="text")])},
-            resources=[tag_table, table])
+            resources=[tag_table, encode])
 
     def requests(self, examples, batch_sizes=(1, None)) -> list[Request]:
         texts = np.asarray(examples["text"], dtype=object)

@@ -9,6 +9,7 @@ from typing import Any
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SWITCHES = ("auto", "on", "off")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclasses.dataclass
@@ -22,6 +23,10 @@ class TrainConfig:
     optimizer: str = "adam"
     momentum: float = 0.9  # sgd only
     weight_decay: float = 0.0  # adamw only
+    # constant, or cosine: warm up linearly over the first warmup_share of the steps to
+    # learning_rate, then cosine decay to 0 (how transformers are usually trained).
+    lr_schedule: str = "constant"
+    warmup_share: float = 0.1
     early_stopping_patience: int = 0  # 0: off
     seed: int = 0
     shuffle: bool = True  # reshuffle the training split every epoch
@@ -68,6 +73,11 @@ class TrainConfig:
             positive_int(name)
         if not isinstance(self.learning_rate, (int, float)) or not 0 < self.learning_rate < 10:
             raise ValueError(f"learning_rate must be a number in (0, 10), got {self.learning_rate!r}.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}.")
+        if not isinstance(self.warmup_share, (int, float)) or isinstance(self.warmup_share, bool) \
+                or not 0 <= self.warmup_share < 1:
+            raise ValueError(f"warmup_share must be a number in [0, 1), got {self.warmup_share!r}.")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}.")
         if not isinstance(self.early_stopping_patience, int) or self.early_stopping_patience < 0:

@@ -72,12 +72,27 @@ def _splits(info) -> tuple[str, str | None, str | None]:
     return "train[:90%]", "train[90%:]", test or "train[90%:]"
 
 
-def _optimizer(config: TrainConfig):
+def _learning_rate(config: TrainConfig, steps: int | None):
+    """The learning rate, or its schedule over `steps` optimizer steps (None: unknown)."""
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    if not steps:
+        log.warning("lr_schedule=%s needs the number of steps, which this dataset does not know; "
+                    "training at a constant learning rate", config.lr_schedule)
+        return config.learning_rate
+    warmup = int(steps * config.warmup_share)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else config.learning_rate, decay_steps=max(1, steps - warmup),
+        warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
+
+
+def _optimizer(config: TrainConfig, steps: int | None = None):
+    rate = _learning_rate(config, steps)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(config.learning_rate, momentum=config.momentum)
+        return keras.optimizers.SGD(rate, momentum=config.momentum)
     if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay)
-    return keras.optimizers.Adam(config.learning_rate)
+        return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(rate)
 
 
 def _prepare_run_dir(run_dir: pathlib.Path, config: TrainConfig, overwrite: bool, restart: bool = False) -> bool:
@@ -238,7 +253,7 @@ def train(
                              f"{spec.task} datasets: {', '.join(list_datasets(spec.task))}.")
         train_split, val_split, test_split = _splits(info)
         load = dict(batch_size=config.batch_size, data_dir=config.data_dir, seed=config.seed,
-                    image_size=config.image_size, **task.data_options_for(config.model_kwargs))
+                    image_size=config.image_size, **registry.data_options(model, config.model_kwargs))
         source_model = None
         if config.init_from:
             source_model, source_config, source_info = load_run(config.init_from)
@@ -288,13 +303,15 @@ def train(
             steps_per_execution = 1
 
         keras.utils.set_random_seed(config.seed)
+        batches = int(train_ds.cardinality())
+        steps = batches * config.epochs if batches > 0 else None  # for a learning-rate schedule
         previous_policy = keras.config.dtype_policy()
         if policy != "float32":
             keras.config.set_dtype_policy(policy)
         def compile_net():
             with dist.scope():
                 net.compile(
-                    optimizer=_optimizer(config), loss=task.loss(), metrics=task.metrics(),
+                    optimizer=_optimizer(config, steps), loss=task.loss(), metrics=task.metrics(),
                     jit_compile=jit, steps_per_execution=steps_per_execution,
                 )
 
