@@ -25,7 +25,8 @@ TINY_BY_MODEL = {
     "lstm_classifier": dict(embedding_dim=8, units=8),
     "gru_classifier": dict(embedding_dim=8, units=8),
     "bilstm_classifier": dict(embedding_dim=8, units=8),
-    "bert_classifier": dict(size="bert_tiny"),
+    # 300 ids hold synthetic_topics' 244 word pieces.
+    "bert_classifier": dict(size="bert_tiny", vocabulary_size=300),
     "bert_tagger": dict(size="bert_tiny", piece_length=24),
     "bilstm_tagger": dict(embedding_dim=8, units=8, word_length=6, char_embedding_dim=4, char_filters=4),
 }
@@ -47,7 +48,10 @@ def example_batch(model, batch=4, seed=0):
     out, lengths = {}, None
     for k, t in model_inputs(model).items():
         shape = (batch,) + tuple(t.shape[1:])
-        if "int" in str(t.dtype):
+        if k == "word_index":  # each word's first piece: positions of token_ids after [CLS]
+            pieces = model_inputs(model)["token_ids"].shape[1]
+            out[k] = np.minimum(np.arange(1, shape[1] + 1), pieces - 2)[None].repeat(batch, 0).astype("int32")
+        elif "int" in str(t.dtype):
             ids = rng.integers(2, 100, shape)
             if lengths is None:  # one text length per example, shared by its word and character ids
                 lengths = rng.integers(1, shape[1] + 1, (batch, 1))

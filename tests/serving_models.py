@@ -24,8 +24,13 @@ Example:
     >>> expected_probabilities(np.ones([1, 2, 2, 1], np.float32), version=1)
 """
 
+import contextlib
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import uuid
 
@@ -381,3 +386,26 @@ def half_plus_two_example(x):
     """A serialized tf.Example with the one-float feature "x" half_plus_two parses."""
     feature = tf.train.Feature(float_list=tf.train.FloatList(value=[float(x)]))
     return tf.train.Example(features=tf.train.Features(feature={"x": feature})).SerializeToString()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def server_process(*flags):
+    """A fresh `zoo-model-server` process (the console script) started with TF Serving's
+    `flags`, stopped with SIGTERM as a container runtime stops it."""
+    script = os.path.join(os.path.dirname(sys.executable), "zoo-model-server")
+    process = subprocess.Popen([script, *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+

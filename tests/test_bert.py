@@ -2,11 +2,6 @@
 round trip (offline), serving from a fresh zoo-model-server process, hostile text."""
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -16,6 +11,7 @@ import tensorflow as tf
 import zoo
 from export import export_saved_model
 from serving import Client
+from serving_models import free_port, server_process
 from zoo.data.tokenizer import read_vocabulary
 from zoo.data.wordpiece import preset_vocabulary
 from zoo.tasks.base import as_text
@@ -54,22 +50,6 @@ def test_a_preset_name_that_is_not_a_directory_says_how_to_get_one():
         zoo.build_model("bert_classifier", preset="bert_tiny_en_uncased", vocabulary_size=100, sequence_length=16)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-def _serve(base, name):
-    """A fresh zoo-model-server process serving base/name; its gRPC port."""
-    port = _free_port()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TF_CPP_MIN_LOG_LEVEL="2")
-    process = subprocess.Popen([sys.executable, "-m", "serving.server_main", f"--port={port}", f"--model_name={name}",
-                                f"--model_base_path={base / name}", "--rest_api_port=0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    return process, port
-
-
 def test_preset_round_trip_fine_tune_export_and_serve(bert_run, tmp_path):
     import keras_hub
 
@@ -98,23 +78,17 @@ def test_preset_round_trip_fine_tune_export_and_serve(bert_run, tmp_path):
     assert sorted(saved) == sorted(tuple(v.shape) for v in model.variables)
 
     # A fresh server process: it registers tensorflow-text's ops itself before loading.
-    process, port = _serve(base, "topics")
-    try:
-        with Client(f"localhost:{port}", "topics") as client:
-            client.wait_until_available(timeout=120)
-            answer = client.predict({"text": np.array(texts + HOSTILE_TEXTS, dtype=object)})
-        expected = zoo.load(run)(texts)["probabilities"]
-        np.testing.assert_allclose(answer["probabilities"][:2], expected, atol=1e-5)
-        assert np.isfinite(answer["probabilities"]).all() and answer["probabilities"].shape == (6, 4)
-        np.testing.assert_allclose(answer["probabilities"][5], zoo.load(run)(HOSTILE_TEXTS[3:])["probabilities"][0],
-                                   atol=1e-5)
-        assert set(as_text(answer["label"])) <= {"sports", "science", "business", "music"}
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    port = free_port()
+    with server_process(f"--port={port}", "--model_name=topics", f"--model_base_path={base / 'topics'}"), \
+            Client(f"localhost:{port}", "topics") as client:
+        client.wait_until_available(timeout=120)
+        answer = client.predict({"text": np.array(texts + HOSTILE_TEXTS, dtype=object)})
+    expected = zoo.load(run)(texts)["probabilities"]
+    np.testing.assert_allclose(answer["probabilities"][:2], expected, atol=1e-5)
+    assert np.isfinite(answer["probabilities"]).all() and answer["probabilities"].shape == (6, 4)
+    np.testing.assert_allclose(answer["probabilities"][5], zoo.load(run)(HOSTILE_TEXTS[3:])["probabilities"][0],
+                               atol=1e-5)
+    assert set(as_text(answer["label"])) <= {"sports", "science", "business", "music"}
 
 
 def test_bert_tagger_aligns_pieces_to_words_and_tags_unseen_names(tmp_path):
@@ -135,3 +109,11 @@ def test_bert_tagger_aligns_pieces_to_words_and_tags_unseen_names(tmp_path):
     assert as_text(alone["tags"][0]) == as_text(answer["tags"][0])
     np.testing.assert_allclose(alone["scores"][0], answer["scores"][0], atol=1e-5)
     assert np.isfinite(answer["scores"]).all() and not any(as_text(answer["tags"][len(texts) + 1]))
+
+
+def test_exporting_with_a_vocabulary_larger_than_the_embedding_says_so(tmp_path):
+    from export.errors import ExportError
+
+    model = zoo.build_model("bert_classifier", vocabulary_size=100, sequence_length=16, num_classes=4)
+    with pytest.raises(ExportError, match=r"vocabulary \(244 ids\) does not fit the model's embedding of 100 ids"):
+        export_saved_model(model, tmp_path / "models", dataset="synthetic_topics", verify=False)

@@ -9,11 +9,6 @@ naming the limit, the server's peak memory must stay within a stated bound, and 
 image right after must be answered.
 """
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 
 import grpc
@@ -28,18 +23,13 @@ from image_bombs import gif_bomb, jpeg_bomb, png_bomb, webp_animation_without_al
 from model_checks import tiny_model
 from serving import Client
 from serving.client import ClientError
+from serving_models import free_port, server_process
 from zoo.tasks.image_classification import image_example
 
 # Peak growth of the server's resident memory over the whole bomb run. A decoded
 # 20000x20000 image alone is 400 MB (gray) to 1.6 GB (RGBA), before any float copy.
 MEMORY_BOUND_MB = 150
 LIMIT = 1_000_000  # max_image_pixels of this export: 1000x1000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
 
 
 def _peak_mb(pid) -> float:
@@ -53,24 +43,14 @@ def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("bombs") / "models"
     images = real_images("synthetic_shapes", n=4)
     export_saved_model(tiny_model("simple_cnn"), base, "shapes", examples=images, task_options={"max_image_pixels": LIMIT})
-    port, rest_port = _free_port(), _free_port()
-    script = os.path.join(os.path.dirname(sys.executable), "zoo-model-server")
-    process = subprocess.Popen(
-        [script, f"--port={port}", f"--rest_api_port={rest_port}", "--model_name=shapes",
-         f"--model_base_path={(base / 'shapes').resolve()}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    process.grpc_address = f"localhost:{port}"
-    try:
+    port, rest_port = free_port(), free_port()
+    with server_process(f"--port={port}", f"--rest_api_port={rest_port}", "--model_name=shapes",
+                        f"--model_base_path={(base / 'shapes').resolve()}") as process:
+        process.grpc_address = f"localhost:{port}"
         client = Client(f"localhost:{port}", "shapes")
         client.wait_until_available(timeout=120)
         yield process, client, Client(f"localhost:{rest_port}", "shapes", protocol="rest"), images
         client.close()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 BOMBS = {

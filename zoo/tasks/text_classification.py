@@ -15,6 +15,7 @@ import functools
 import logging
 import pathlib
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -51,6 +52,14 @@ def text_example(text) -> tf.train.Example:
     data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
     return tf.train.Example(features=tf.train.Features(feature={
         TEXT_FEATURE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data]))}))
+
+
+def _layers(model):
+    """The layers of `model` and of the models nested in it (a BERT backbone's embedding)."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _layers(layer)
 
 
 def as_bytes(texts) -> np.ndarray:
@@ -134,7 +143,7 @@ class TextClassification(Classification):
         else:
             raise ValueError("Exporting a text model needs its tokenizer's vocabulary: export its run "
                              "directory, or pass dataset= (the text set it was trained on).")
-        input_dim = max((getattr(layer, "input_dim", 0) for layer in source.model.layers), default=0)
+        input_dim = max((getattr(layer, "input_dim", 0) for layer in _layers(source.model)), default=0)
         if input_dim and tokenizers.vocabulary_size(vocabulary, kind) > input_dim:
             raise ValueError(f"The vocabulary ({tokenizers.vocabulary_size(vocabulary, kind)} ids) does not fit the "
                              f"model's embedding of {input_dim} ids; was it trained on another dataset?")
@@ -196,10 +205,8 @@ class TextClassification(Classification):
                 "serving_default": Endpoint(serving_default, [tf.TensorSpec((None,), tf.string, name="text")]),
                 "classify": Endpoint(classify, [tf.TensorSpec((None,), tf.string, name="inputs")], CLASSIFY_METHOD),
             },
-            # A WordPiece tokenizer holds its vocabulary in the graph; the file goes to
-            # assets/ too, so the export still shows which pieces it reads.
-            resources=[table, tokenizer] + ([tf.saved_model.Asset(str(vocab_file))]
-                                            if assets["tokenizer"] == "wordpiece" else []),
+            # A WordPiece tokenizer holds its vocabulary inside the graph (no asset file).
+            resources=[table, tokenizer],
         )
 
     def requests(self, examples, batch_sizes=(1, None)) -> list[Request]:
