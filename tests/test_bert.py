@@ -2,6 +2,7 @@
 round trip (offline), serving from a fresh zoo-model-server process, hostile text."""
 
 import json
+import time
 
 import keras
 import numpy as np
@@ -45,9 +46,19 @@ def test_bert_sizes_are_the_published_shapes():
     assert counts == {"bert_tiny": 4_385_920, "bert_small": 28_763_648, "bert_base": 109_482_240}
 
 
-def test_a_preset_name_that_is_not_a_directory_says_how_to_get_one():
-    with pytest.raises(ValueError, match="downloaded from Kaggle.*preset=DIR"):
+def test_a_preset_that_cannot_be_had_says_how_to_get_one(monkeypatch):
+    # A built-in name needs Kaggle; offline (ZOO_OFFLINE=1 in the tests) that is said at once.
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="downloaded from Kaggle .* cannot be reached.*--preset DIR"):
         zoo.build_model("bert_classifier", preset="bert_tiny_en_uncased", vocabulary_size=100, sequence_length=16)
+    assert time.perf_counter() - started < 5
+    with pytest.raises(ValueError, match="neither a directory .* Did you mean 'bert_tiny_en_uncased'"):
+        zoo.build_model("bert_classifier", preset="bert_tiny_en_uncase", vocabulary_size=100, sequence_length=16)
+    # A name when the host answers goes to keras-hub as it is.
+    from zoo import presets
+
+    monkeypatch.setattr(presets, "reachable", lambda address, timeout=3.0: address == presets.PRESET_HOST)
+    assert presets.resolve_preset("bert_tiny_en_uncased") == "bert_tiny_en_uncased"
 
 
 def test_preset_round_trip_fine_tune_export_and_serve(bert_run, tmp_path):

@@ -7,14 +7,13 @@ data dir nor reachable, and which offline datasets would work instead.
 
 from __future__ import annotations
 
-import concurrent.futures
 import difflib
 import logging
 import os
-import socket
 
 from zoo.data.info import DatasetInfo, DatasetUnavailableError
 from zoo.data.registry import Dataset, add_dataset, closest, registered_offline
+from zoo.network import reachable
 
 log = logging.getLogger(__name__)
 
@@ -24,21 +23,7 @@ DOWNLOAD_HOST = ("storage.googleapis.com", 443)
 
 def download_reachable(timeout: float = 3.0) -> bool:
     """True if the TFDS download host answers a TCP connect within `timeout` seconds."""
-    if os.environ.get("ZOO_OFFLINE") == "1":
-        return False
-
-    def connect():
-        with socket.create_connection(DOWNLOAD_HOST, timeout=timeout):
-            return True
-
-    # DNS resolution ignores socket timeouts; bound the whole attempt.
-    pool = concurrent.futures.ThreadPoolExecutor(1)
-    try:
-        return pool.submit(connect).result(timeout=timeout + 1)
-    except Exception:
-        return False
-    finally:
-        pool.shutdown(wait=False)
+    return reachable(DOWNLOAD_HOST, timeout)
 
 
 def _offline_hint():

@@ -42,10 +42,13 @@ def compute_vocabulary(texts, vocabulary_size: int = DEFAULT_VOCABULARY_SIZE, lo
 
 
 def preset_vocabulary(preset: str) -> list[str]:
-    """The WordPiece vocabulary of a keras-hub preset directory."""
+    """The WordPiece vocabulary of a keras-hub preset (a directory, or a built-in name
+    when Kaggle answers: `zoo.presets.resolve_preset`)."""
     import keras_hub
 
-    return list(keras_hub.models.BertTokenizer.from_preset(str(preset)).get_vocabulary())
+    from zoo.presets import resolve_preset
+
+    return list(keras_hub.models.BertTokenizer.from_preset(resolve_preset(preset)).get_vocabulary())
 
 
 @keras.saving.register_keras_serializable(package="zoo")

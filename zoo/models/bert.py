@@ -17,7 +17,8 @@ Sizes are Turc et al.'s (2019) and Devlin et al.'s (2018), randomly initialised:
 | bert_base | 12 | 768 | 12 | 3072 |
 
 `preset=DIR` starts from a keras-hub preset directory on disk instead (its backbone's
-weights and its tokenizer's vocabulary); `save_preset` writes a trained model as one,
+weights and its tokenizer's vocabulary), or from a built-in preset name when Kaggle,
+where keras-hub downloads those from, answers (`zoo.presets`); `save_preset` writes a trained model as one,
 which `keras_hub.models.TextClassifier.from_preset(DIR)` loads as well.
 """
 
@@ -28,6 +29,7 @@ import pathlib
 import keras
 
 from zoo.models.preprocessing import PaddingMask, check_num_classes, logits, token_input
+from zoo.presets import resolve_preset
 from zoo.registry import register_model
 
 SIZES = {
@@ -35,12 +37,6 @@ SIZES = {
     "bert_small": dict(num_layers=4, hidden_dim=512, num_heads=8, intermediate_dim=2048),
     "bert_base": dict(num_layers=12, hidden_dim=768, num_heads=12, intermediate_dim=3072),
 }
-# Built-in preset names are fetched from Kaggle; the zoo loads presets from disk only.
-_DOWNLOAD_HINT = ("keras-hub's built-in presets (e.g. 'bert_tiny_en_uncased') are downloaded from Kaggle; "
-                  "download one where the network is reachable (keras_hub.models.TextClassifier.from_preset("
-                  "NAME).save_to_preset(DIR)) and pass preset=DIR")
-
-
 @keras.saving.register_keras_serializable(package="zoo")
 class SegmentIds(keras.layers.Layer):
     """Segment 0 for every position: one text per example."""
@@ -53,14 +49,12 @@ class SegmentIds(keras.layers.Layer):
 
 
 def bert_backbone(size: str, vocabulary_size: int, sequence_length: int, preset: str, dropout: float, model: str):
-    """A `keras_hub.models.BertBackbone`: from `preset` (a directory) or of `size`, fresh."""
+    """A `keras_hub.models.BertBackbone`: from `preset` or of `size`, fresh."""
     import keras_hub
 
     if preset:
-        path = pathlib.Path(preset)
-        if not path.is_dir():
-            raise ValueError(f"{model}: preset {preset!r} is not a directory on this machine; {_DOWNLOAD_HINT}.")
-        backbone = keras_hub.models.Backbone.from_preset(str(path))
+        preset = resolve_preset(preset)
+        backbone = keras_hub.models.Backbone.from_preset(preset)
         if not isinstance(backbone, keras_hub.models.BertBackbone):
             raise ValueError(f"{model}: preset {preset} holds a {type(backbone).__name__}, not a BertBackbone.")
         if backbone.vocabulary_size != vocabulary_size:
@@ -94,7 +88,8 @@ def bert_classifier(num_classes=2, vocabulary_size=30_522, sequence_length=128, 
         sequence_length: pieces per example, [CLS] and [SEP] included.
         size: "bert_tiny", "bert_small" or "bert_base" (randomly initialised).
         preset: a keras-hub preset directory to start from instead (its weights and
-            vocabulary; `size` is then ignored).
+            vocabulary; `size` is then ignored), or a built-in preset name such as
+            "bert_tiny_en_uncased" when Kaggle can be reached.
         dropout: dropout rate inside the backbone and before the classifier.
 
     Example:
@@ -134,7 +129,7 @@ def bert_tagger(num_classes=9, vocabulary_size=30_522, sequence_length=64, piece
         piece_length: word pieces per sentence, [CLS] and [SEP] included; words whose
             first piece does not fit get no tag.
         size: "bert_tiny", "bert_small" or "bert_base" (randomly initialised).
-        preset: a keras-hub preset directory to start from instead.
+        preset: a keras-hub preset directory (or a reachable built-in name) to start from.
         dropout: dropout rate inside the backbone and before the logits.
 
     Example:
