@@ -65,7 +65,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from bench_training import CHILD_TIMEOUT_S, REPEATS, ZOO_PRECISION, _fmt  # noqa: E402
+from bench_training import CHILD_TIMEOUT_S, REPEATS, ZOO_PRECISION, _fmt, torch_timed_steps  # noqa: E402
 
 SCRATCH = pathlib.Path("/tmp/benchbert")
 RESULTS = HERE / "RESULTS-bert.md"
@@ -146,8 +146,6 @@ def torch_bert(num_labels: int = 2):
 
 
 def torch_throughput(precision: str, steps: int, repeats: int) -> dict:
-    import contextlib
-
     import numpy as np
     import torch
     import transformers
@@ -162,29 +160,12 @@ def torch_throughput(precision: str, steps: int, repeats: int) -> dict:
     net = torch_bert(int(y.max()) + 1)
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bfloat16"
-                else contextlib.nullcontext)
-    n = len(y)
 
-    def run(num):
-        perm = torch.randperm(n)
-        for i in range(num):
-            idx = perm[(i * BATCH) % (n - BATCH):][:BATCH]
-            ids = x[idx]
-            opt.zero_grad(set_to_none=True)
-            with autocast():
-                loss = net(input_ids=ids, attention_mask=(ids != 0).long(), labels=y[idx]).loss
-            loss.backward()
-            opt.step()
+    def loss_of(idx):
+        ids = x[idx]
+        return net(input_ids=ids, attention_mask=(ids != 0).long(), labels=y[idx]).loss
 
-    start = time.perf_counter()
-    run(steps)
-    warmup_s = time.perf_counter() - start
-    best = 0.0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run(steps)
-        best = max(best, steps * BATCH / (time.perf_counter() - start))
+    best, warmup_s = torch_timed_steps(loss_of, opt, len(y), precision, steps, repeats, BATCH)
     return {"train": best, "warmup_s": warmup_s, "params": sum(p.numel() for p in net.parameters()),
             "torch": torch.__version__, "transformers": transformers.__version__,
             "attention": net.config._attn_implementation}

@@ -122,9 +122,39 @@ def torch_param_count(net) -> int:
     return sum(p.numel() for p in net.parameters()) + stats
 
 
-def torch_throughput(model: str, precision: str, variant: str, steps: int) -> dict:
+def torch_timed_steps(loss_of, opt, n: int, precision: str, steps: int, repeats: int, batch: int = BATCH):
+    """(best samples/s over `repeats` passes of `steps` steps, warm-up seconds) of the plain
+    PyTorch loop: random batches of indices, `loss_of(idx)` under bf16 autocast or not,
+    backward, step. The warm-up pass (torch.compile compiles there) is not counted."""
     import contextlib
 
+    import torch
+
+    autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bfloat16"
+                else contextlib.nullcontext)
+
+    def run(num):
+        perm = torch.randperm(n)
+        for i in range(num):
+            idx = perm[(i * batch) % (n - batch):][:batch]
+            opt.zero_grad(set_to_none=True)
+            with autocast():
+                loss = loss_of(idx)
+            loss.backward()
+            opt.step()
+
+    start = time.perf_counter()
+    run(steps)
+    warmup_s = time.perf_counter() - start
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(steps)
+        best = max(best, steps * batch / (time.perf_counter() - start))
+    return best, warmup_s
+
+
+def torch_throughput(model: str, precision: str, variant: str, steps: int) -> dict:
     import numpy as np
     import torch
     from torch import nn
@@ -148,29 +178,8 @@ def torch_throughput(model: str, precision: str, variant: str, steps: int) -> di
     net.train()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
-    autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bfloat16"
-                else contextlib.nullcontext)
-    n = len(y)
-
-    def run(num):
-        perm = torch.randperm(n)
-        for i in range(num):
-            idx = perm[(i * BATCH) % (n - BATCH):][:BATCH]
-            xb = x[idx].contiguous(memory_format=fmt)
-            opt.zero_grad(set_to_none=True)
-            with autocast():
-                loss = loss_fn(net(xb), y[idx])
-            loss.backward()
-            opt.step()
-
-    start = time.perf_counter()
-    run(steps)  # warm-up, as zoo's first epoch; torch.compile compiles here
-    warmup_s = time.perf_counter() - start
-    best = 0.0
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        run(steps)
-        best = max(best, steps * BATCH / (time.perf_counter() - start))
+    best, warmup_s = torch_timed_steps(lambda idx: loss_fn(net(x[idx].contiguous(memory_format=fmt)), y[idx]),
+                                       opt, len(y), precision, steps, REPEATS)
     return {"train": best, "params": params, "warmup_s": warmup_s, "torch": torch.__version__}
 
 
