@@ -182,7 +182,7 @@ def test_bilstm_tagger_tags_names_it_never_saw(tagger_run):
 HOSTILE_TEXTS = ["", b"\xff\xfe not \xc3 UTF-8", "x" * 100_000, "Ada Lovelace met Charles Babbage in London ."]
 
 
-def test_served_text_models_answer_hostile_text(sentiment_run, tagger_run, tmp_path):
+def test_served_text_models_answer_hostile_text(sentiment_run, tagger_run, tmp_path, capsys):
     from export import export_saved_model
     from serving import Client, ModelServer
     from serving.client import ServingError
@@ -211,3 +211,14 @@ def test_served_text_models_answer_hostile_text(sentiment_run, tagger_run, tmp_p
             with pytest.raises(ServingError) as e:
                 client.predict({"text": np.array([1.0, 2.0], dtype=np.float32)})
             assert e.value.code.name == "INVALID_ARGUMENT"
+        # `zoo predict` tells a served tagger from a classifier by its outputs.
+        from zoo import cli
+
+        capsys.readouterr()
+        assert cli.main(["predict", "--server", f"127.0.0.1:{server.grpc_port}", "--model", "entities",
+                         HOSTILE_TEXTS[3]]) == 0
+        line = capsys.readouterr().out
+        assert "Ada/" in line and "London/" in line and "\t" in line
+        assert cli.main(["predict", "--server", f"127.0.0.1:{server.grpc_port}", "--model", "sentiment",
+                         "not bad at all"]) == 0
+        assert capsys.readouterr().out.split("\t")[1] in ("positive", "negative")
