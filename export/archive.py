@@ -29,7 +29,7 @@ import time
 import keras
 import numpy as np
 
-from export import model_card, verify as verification, warmup
+from export import model_card, serving_ops, verify as verification, warmup
 from export.fold import fold_batch_norms
 from export.errors import ExportError, VerificationError
 from serving import config as server_config  # the one writer of models.config and batching_parameters.txt
@@ -193,22 +193,46 @@ def plan_export(model_or_run_dir, *, task=None, label_names=None, checkpoint: st
     return ExportPlan(source, task, assets, inputs, origin, reference, task.requests(inputs), precision)
 
 
-def _set_method_names(export_dir: pathlib.Path, methods: dict) -> None:
-    """Gives signatures their TF Serving method names (classify) in saved_model.pb.
+def _set_method_names(signature_defs, endpoints: dict) -> None:
+    """TF Serving's method names (classify): `ExportArchive` (like `tf.saved_model.save`)
+    marks every signature tensorflow/serving/predict, and TF Serving's Classify API
+    requires tensorflow/serving/classify."""
+    for key, endpoint in endpoints.items():
+        signature_defs[key].method_name = endpoint.method_name
 
-    `ExportArchive` (like `tf.saved_model.save`) marks every signature
-    tensorflow/serving/predict; TF Serving's Classify API requires
-    tensorflow/serving/classify, so the SavedModel proto is edited in the temp folder.
-    """
+
+def _set_defaults(signature_defs, endpoints: dict) -> None:
+    """The values TF Serving feeds for inputs a Predict request leaves out (its
+    GetInputValues reads SignatureDef.defaults, which `ExportArchive` never writes)."""
+    import tensorflow as tf
+
+    for key, endpoint in endpoints.items():
+        signature_def = signature_defs[key]
+        for name, value in endpoint.defaults.items():
+            if name not in signature_def.inputs:
+                raise ExportError(f"Signature {key!r} has no input {name!r} to give a default; its inputs: "
+                                  f"{', '.join(sorted(signature_def.inputs))}.")
+            info = signature_def.inputs[name]
+            dtype, shape = tf.dtypes.as_dtype(info.dtype), tf.TensorShape(info.tensor_shape)
+            try:
+                proto = tf.make_tensor_proto(value, dtype=dtype)
+            except (TypeError, ValueError) as e:
+                raise ExportError(f"Default of input {name!r} of signature {key!r} is no {dtype.name} "
+                                  f"tensor ({e}).") from None
+            if not shape.is_compatible_with(tf.TensorShape(proto.tensor_shape)):
+                raise ExportError(f"Default of input {name!r} of signature {key!r} has shape "
+                                  f"{tf.TensorShape(proto.tensor_shape)}; the input takes {shape}.")
+            signature_def.defaults[name].CopyFrom(proto)
+
+
+def _edit_signature_defs(export_dir: pathlib.Path, endpoints: dict) -> None:
+    """Writes what `ExportArchive` cannot into the SignatureDefs of saved_model.pb in
+    the temp folder: method names and input defaults."""
     saved_model = model_card.read_saved_model(export_dir)
-    changed = False
     for meta_graph in saved_model.meta_graphs:
-        for key, method in methods.items():
-            if key in meta_graph.signature_def and meta_graph.signature_def[key].method_name != method:
-                meta_graph.signature_def[key].method_name = method
-                changed = True
-    if not changed:
-        return
+        written = {k: e for k, e in endpoints.items() if k in meta_graph.signature_def}
+        _set_method_names(meta_graph.signature_def, written)
+        _set_defaults(meta_graph.signature_def, written)
     path = export_dir / "saved_model.pb"
     tmp = path.with_name("saved_model.pb.tmp")
     tmp.write_bytes(saved_model.SerializeToString(deterministic=True))
@@ -237,7 +261,7 @@ def _write_saved_model(model: keras.Model, signatures, export_dir: pathlib.Path)
     for key, endpoint in signatures.endpoints.items():
         archive.add_endpoint(key, endpoint.fn, endpoint.input_signature)
     archive.write_out(str(export_dir), verbose=False)
-    _set_method_names(export_dir, {k: e.method_name for k, e in signatures.endpoints.items()})
+    _edit_signature_defs(export_dir, signatures.endpoints)
 
 
 def _publish(tmp: pathlib.Path, final: pathlib.Path, overwrite: bool) -> None:
@@ -279,6 +303,7 @@ def export_saved_model(
     verify_timeout: float = 600,
     fold_batch_norm: bool = True,
     task_options: dict | None = None,
+    target_serving_version: str = serving_ops.DEFAULT_SERVING_VERSION,
 ) -> pathlib.Path:
     """Exports a Keras model or a training run as `<base_path>/<model_name>/<version>/`.
 
@@ -317,6 +342,9 @@ def export_saved_model(
         task_options: the task's export options (`Task.export_options`), e.g.
             `{"max_image_pixels": 20_000_000}` for an image classifier's `image_bytes` and `classify`
             (images over it are refused before they are decoded; default 40,000,000).
+        target_serving_version: the TF Serving release ("2.20") that must run the export:
+            an op it lacks, or any Xla op (TF Serving runs with XLA off), fails the
+            export before anything is published (`export.serving_ops`).
 
     Returns:
         The version folder.
@@ -327,6 +355,7 @@ def export_saved_model(
         PosixPath('models/digits/1')
     """
     base = _check_base_path(base_path)
+    serving_ops.resolve_version(target_serving_version, warn=False)  # a bad target fails before any work
     if model_name is not None:
         _check_model_name(model_name)
     if version_policy is not None:
@@ -362,6 +391,10 @@ def export_saved_model(
         with tempfile.TemporaryDirectory(prefix=f"zoo-export-{os.getpid()}-") as staging:
             signatures = task.signatures(serving_model, assets, staging)
             _write_saved_model(serving_model, signatures, tmp)
+        serving = serving_ops.check(tmp, target_serving_version)
+        if not serving.ok:
+            raise ExportError(f"TF Serving {target_serving_version} cannot load this export of {model_name}, so "
+                              f"nothing was published:\n  " + "\n  ".join(serving.problems))
         # The staging copy of labels.txt is gone now: the export must use its own asset.
         warmup.write_warmup_requests(tmp, requests, model_name)
         card = model_card.build_model_card(
@@ -372,6 +405,7 @@ def export_saved_model(
             examples={"source": plan.example_source, "examples": plan.num_examples, "records": len(requests)},
             metrics=source.metrics, training=source.config, dataset=source.dataset,
         )
+        card["serving"] = serving.card()
         if plan.precision is not None:
             card["precision"] = plan.precision
         card["fold_batch_norm"] = {"enabled": bool(fold_batch_norm),

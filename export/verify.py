@@ -74,8 +74,11 @@ def check_contract(signatures: dict, methods: dict) -> list[str]:
 def _check_served(kind, key, signature_def, inputs, outputs) -> list[str]:
     """What TF Serving itself would refuse in a request or a response."""
     errors = []
-    if set(inputs) != set(signature_def.inputs):
-        errors.append(f"{key}: request inputs {sorted(inputs)} != signature inputs {sorted(signature_def.inputs)}")
+    # TF Serving's GetInputValues feeds the SignatureDef's default for an input left out.
+    missing = set(signature_def.inputs) - set(inputs) - set(signature_def.defaults)
+    if missing or not set(inputs) <= set(signature_def.inputs):
+        errors.append(f"{key}: request inputs {sorted(inputs)} != signature inputs {sorted(signature_def.inputs)}"
+                      + (f" (defaults: {sorted(signature_def.defaults)})" if signature_def.defaults else ""))
     if kind == "classify":
         n = len(inputs["inputs"])
         for name, value in outputs.items():
@@ -100,7 +103,8 @@ def _run_session(export_dir, calls):
         meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(export_dir))
         for kind, key, inputs in calls:
             signature_def = meta_graph.signature_def[key]
-            feed = {signature_def.inputs[k].name: v for k, v in inputs.items() if k in signature_def.inputs}
+            given = {**{k: tf.make_ndarray(v) for k, v in signature_def.defaults.items()}, **inputs}
+            feed = {signature_def.inputs[k].name: v for k, v in given.items() if k in signature_def.inputs}
             fetch = {k: v.name for k, v in signature_def.outputs.items()}
             outputs = session.run(fetch, feed)
             errors += _check_served(kind, key, signature_def, inputs, outputs)
@@ -111,9 +115,16 @@ def _run_session(export_dir, calls):
 def _run_tf2(export_dir, calls):
     import tensorflow as tf
 
+    from export import model_card
+
+    # A loaded signature function takes every input: give it the defaults TF Serving would.
+    defaults = {key: {k: tf.make_ndarray(v) for k, v in sig.defaults.items()}
+                for m in model_card.read_saved_model(export_dir).meta_graphs if "serve" in m.meta_info_def.tags
+                for key, sig in m.signature_def.items()}
     loaded = tf.saved_model.load(str(export_dir))
-    return [{k: v.numpy() for k, v in loaded.signatures[key](**{n: tf.constant(a) for n, a in inputs.items()}).items()}
-            for _, key, inputs in calls]
+    return [{k: v.numpy() for k, v in loaded.signatures[key](
+        **{n: tf.constant(a) for n, a in {**defaults.get(key, {}), **inputs}.items()}).items()}
+        for _, key, inputs in calls]
 
 
 def run_export(export_dir, methods: dict | None = None, outputs_file=None) -> dict:
@@ -149,7 +160,9 @@ def run_export(export_dir, methods: dict | None = None, outputs_file=None) -> di
                 report["errors"].append(f"warm-up record for unknown signature {key!r}")
                 continue
             calls.append((kind, key, inputs))
-            report["calls"].append([key, signatures[key]["method_name"], len(next(iter(inputs.values())))])
+            # The batch size: the first dimension of an input that has one (not a scalar like beam_size).
+            size = next((len(v) for v in inputs.values() if getattr(v, "ndim", 1) > 0), 1)
+            report["calls"].append([key, signatures[key]["method_name"], size])
         report["records"] = len(calls)
         session_outputs, served_errors = _run_session(export_dir, calls)
         report["errors"] += served_errors

@@ -14,6 +14,14 @@ and requested outputs, and the same dtype and non-batch shape for every input (s
 `pad_variable_length_inputs` is never needed to form a batch: tasks whose shapes
 differ simply go to different queues).
 
+A scalar input (a SignatureDef default such as `beam_size`, or one a request sends)
+has no batch dimension to concatenate along. TF Serving's BatchingSession refuses it
+("Batching Run() input tensors must have at least one dimension"); here the scalar's
+value joins the queue key instead, so tasks share a batch only with tasks whose
+scalars are equal, and the batch is fed that one scalar. A request whose inputs are
+all scalars has no rows to batch and runs on its own. A drained queue is dropped, so
+a stream of distinct scalars (or shapes) does not leave a queue behind for each.
+
 Example:
     >>> scheduler = BatchScheduler(BatchingOptions(max_batch_size=32), metrics)
     >>> outputs = scheduler.run(servable, "serving_default", {"image": x}, ("probabilities",))
@@ -115,6 +123,12 @@ class _Task:
         return self.outputs
 
 
+def _scalar_key(array):
+    """A hashable stand-in for a scalar's value: its bytes (NaN equals NaN), or the
+    Python object of a string scalar (whose array holds a pointer)."""
+    return array.item() if array.dtype == object else array.tobytes()
+
+
 def _expire(future):
     if not future.done():
         future.set_exception(ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
@@ -188,7 +202,8 @@ class BatchScheduler:
         Args:
             servable: the loaded model version (`serving.servables.Servable`).
             signature_name: the signature to run.
-            inputs: dict of input alias -> numpy array, each batched along dim 0.
+            inputs: dict of input alias -> numpy array, each batched along dim 0
+                except scalars (see the module's docstring).
             output_keys: the output aliases wanted.
             timeout: seconds to wait for the result, or None.
 
@@ -201,7 +216,7 @@ class BatchScheduler:
         """
         task = self.submit(servable, signature_name, inputs, output_keys)
         if task is None:
-            # Nothing to batch (no inputs, or zero rows): run it as it is.
+            # Nothing to batch (no inputs, only scalars, or zero rows): run it as it is.
             return servable.run(signature_name, inputs, output_keys)
         if timeout is None:
             finished = task.done.acquire()
@@ -259,7 +274,7 @@ class BatchScheduler:
         Returns:
             The queued task (`task.result()` gives the outputs once it has run,
             `task.cancelled = True` drops it), or None when there is nothing to
-            batch (no inputs, or zero rows): the caller runs those itself.
+            batch (no inputs, only scalars, or zero rows): the caller runs those itself.
 
         Raises:
             ServingError: as `run`, except DEADLINE_EXCEEDED.
@@ -267,10 +282,7 @@ class BatchScheduler:
         size = None
         for array in inputs.values():
             if array.ndim == 0:
-                raise ServingError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    "Batching Run() input tensors must have at least one dimension",
-                )
+                continue  # a per-request parameter, not rows: it goes into the key below
             if size is None:
                 size = array.shape[0]
             elif array.shape[0] != size:
@@ -291,6 +303,7 @@ class BatchScheduler:
             signature_name,
             tuple(output_keys),
             tuple((alias, a.dtype.str, a.shape[1:]) for alias, a in sorted(inputs.items())),
+            tuple((alias, _scalar_key(a)) for alias, a in sorted(inputs.items()) if a.ndim == 0),
         )
         task = _Task(inputs, size, sink, waiter)
         with self._cv:
@@ -347,18 +360,25 @@ class BatchScheduler:
         now = time.monotonic()
         timeout = self.options.batch_timeout_micros / 1e6
         earliest = None
-        for queue in self._queues.values():
+        for key, queue in self._queues.items():
             if queue.closed:
-                return queue, queue.closed.popleft(), None
-        for queue in self._queues.values():
+                return self._take(key, queue, queue.closed.popleft())
+        for key, queue in self._queues.items():
             if queue.open:
                 due = queue.open_since + timeout
                 if due <= now or self._stopped:
                     batch = queue.open
                     queue.open, queue.open_size = [], 0
-                    return queue, batch, None
+                    return self._take(key, queue, batch)
                 earliest = due if earliest is None else min(earliest, due)
         return None, None, (None if earliest is None else earliest - now)
+
+    def _take(self, key, queue, batch):
+        # Under the lock, and the caller stops iterating the queues: drop a drained
+        # queue (the next task for its key makes a new one).
+        if not queue.open and not queue.closed:
+            del self._queues[key]
+        return queue, batch, None
 
     def _work(self):
         while True:
@@ -381,6 +401,10 @@ class BatchScheduler:
             padded = self._padded_size(total)
             merged = {}
             for alias in tasks[0].inputs:
+                if tasks[0].inputs[alias].ndim == 0:
+                    # Equal in every task of this queue (it is part of the key).
+                    merged[alias] = tasks[0].inputs[alias]
+                    continue
                 parts = [t.inputs[alias] for t in tasks]
                 if padded > total:
                     # TF Serving pads with copies of the first row of the first task.

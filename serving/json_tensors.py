@@ -14,7 +14,7 @@ request written for `tensorflow_model_server` reads the same here:
 
 Example:
     >>> doc = parse_json(b'{"instances": [[1.0, 2.0]]}', max_depth=100)
-    >>> inputs, row_format = predict_inputs(doc, signature.inputs)
+    >>> inputs, row_format = predict_inputs(doc, signature.inputs, signature.defaults)
     >>> tensor_json(np.array([0.1], np.float32))
     '[0.1]'
 """
@@ -348,12 +348,16 @@ def signature_name(doc: dict) -> str:
     return name
 
 
-def predict_inputs(doc: dict, infos) -> tuple[dict, bool]:
+def predict_inputs(doc: dict, infos, defaults=()) -> tuple[dict, bool]:
     """The input tensors of a :predict body, and whether it came in row format.
+
+    An input with a default (SignatureDef.defaults) may be left out of the body: the
+    request then lacks it, and Predict feeds the default, as for a gRPC request.
 
     Args:
         doc: the parsed body, `{"instances": [...]}` or `{"inputs": ...}`.
         infos: the signature's inputs (name -> TensorInfo), whose dtypes type the values.
+        defaults: the names of the inputs that have a default.
 
     Returns:
         ({input name: TensorProto}, True for "instances", False for "inputs"), the
@@ -368,22 +372,34 @@ def predict_inputs(doc: dict, infos) -> tuple[dict, bool]:
             raise _invalid("JSON Value: ", _json_str(doc), " Excepting 'instances' to be an list/array")
         if not instances:
             raise _invalid("JSON Value: ", _json_str(doc), " No values in 'instances' array")
-        return _tensor_map_from_instances(instances, infos), True
+        return _tensor_map_from_instances(instances, infos, defaults), True
     if "inputs" in doc:
-        return _tensor_map_from_inputs(doc["inputs"], infos), False
+        return _tensor_map_from_inputs(doc["inputs"], infos, defaults), False
     raise _invalid("Missing 'inputs' or 'instances' key")
 
 
-def _tensor_map_from_instances(instances: list, infos: dict) -> dict:
-    """Row format: every element of "instances" is one row of every input."""
+def _sole_input(infos: dict, defaults) -> str | None:
+    """The input a plain (unnamed) value feeds: the only input, or the only one without
+    a default; None when that is ambiguous."""
+    if len(infos) == 1:
+        return next(iter(infos))
+    required = [name for name in sorted(infos) if name not in defaults]
+    return required[0] if len(required) == 1 else None
+
+
+def _tensor_map_from_instances(instances: list, infos: dict, defaults=()) -> dict:
+    """Row format: every element of "instances" is one row of every input it names
+    (the same inputs in every row; an input with a default may be left out of all)."""
     def is_object(v):
         return isinstance(v, dict) and not _is_b64(v)
 
-    if not is_object(instances[0]) and len(infos) > 1:
+    named = is_object(instances[0])
+    sole = None if named else _sole_input(infos, defaults)
+    if not named and sole is None:
         raise _invalid("instances is a plain list, but expecting list of objects as multiple "
                        "input tensors required as per tensorinfo_map")
-    named = is_object(instances[0])
-    names = sorted(infos)
+    # The inputs every row must name: all without a default, and those the first row gives.
+    names = sorted({name for name in infos if name not in defaults} | set(instances[0])) if named else [sole]
     for i, item in enumerate(instances):
         if named and not is_object(item):
             raise _invalid(f"Expecting object but got list at item {i} of input list")
@@ -394,11 +410,11 @@ def _tensor_map_from_instances(instances: list, infos: dict) -> dict:
                 if key not in infos:
                     raise _invalid(f"Failed to process element: {i} key: {key} of 'instances' list. "
                                    f"Error: INVALID_ARGUMENT: JSON object: does not have named input: {key}")
-            if len(item) != len(infos):
+            if len(item) != len(names) or any(name not in item for name in names):
                 raise _invalid(f"Failed to process element: {i} of 'instances' list. JSON object: "
                                f"{_json_str(item)} must only have keys: {','.join(names)}")
     tensors = {}
-    for name in names if named else names[:1]:
+    for name in names:
         rows = [item[name] for item in instances] if named else instances
         dtype = infos[name].dtype
         try:
@@ -432,16 +448,19 @@ def _row_error(rows: list, key, dtype: int):
     return None
 
 
-def _tensor_map_from_inputs(inputs, infos: dict) -> dict:
-    """Columnar format: "inputs" is one tensor, or an object of named tensors."""
+def _tensor_map_from_inputs(inputs, infos: dict, defaults=()) -> dict:
+    """Columnar format: "inputs" is one tensor, or an object of named tensors (an input
+    with a default may be left out)."""
     if not isinstance(inputs, dict) or _is_b64(inputs):
-        if len(infos) > 1:
+        name = _sole_input(infos, defaults)
+        if name is None:
             raise _invalid("inputs is a plain value/list, but expecting an object as multiple "
                            "input tensors required as per tensorinfo_map")
-        name = next(iter(infos))
         return {name: json_value_to_tensor(inputs, infos[name].dtype)}
     tensors = {}
     for name in sorted(infos):
+        if name not in inputs and name in defaults:
+            continue
         if name not in inputs:
             raise _invalid(f"Missing named input: {name} in 'inputs' object.")
         tensors[name] = json_value_to_tensor(inputs[name], infos[name].dtype)

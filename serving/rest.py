@@ -233,11 +233,11 @@ class _RestApi:
         request = predict_pb2.PredictRequest()
         request.model_spec.CopyFrom(spec)
         request.model_spec.signature_name = json_tensors.signature_name(doc)
-        infos = self._signature_inputs(spec, request.model_spec.signature_name)
-        if not infos:
+        signature = self._signature(spec, request.model_spec.signature_name)
+        if not signature.inputs:
             raise _invalid("Failed to get input map for signature: "
                            + (request.model_spec.signature_name or "DEFAULT"))
-        inputs, row_format = json_tensors.predict_inputs(doc, infos)
+        inputs, row_format = json_tensors.predict_inputs(doc, signature.inputs, signature.defaults)
         for name, tensor in inputs.items():
             request.inputs[name].CopyFrom(tensor)
         return request, row_format
@@ -245,15 +245,15 @@ class _RestApi:
     def _fill_examples(self, request, body: bytes) -> None:
         json_tensors.fill_examples(json_tensors.parse_json(body, self._max_depth), request)
 
-    def _signature_inputs(self, spec, signature_name: str) -> dict:
-        """The signature's inputs (name -> TensorInfo), whose dtypes type the JSON values
-        (http_rest_api_handler.cc GetInfoMap)."""
+    def _signature(self, spec, signature_name: str):
+        """The SignatureDef whose inputs' dtypes type the JSON values (http_rest_api_handler.cc
+        GetInfoMap) and whose defaults may be left out of the body."""
         name = signature_name or _DEFAULT_SIGNATURE
         lookup = model_pb2.ModelSpec()
         lookup.CopyFrom(spec)
         lookup.signature_name = name
         try:
-            return dict(self._core.resolve_signature(lookup)[1].inputs)
+            return self._core.resolve_signature(lookup)[1]
         except ServingError as e:
             if e.code == grpc.StatusCode.FAILED_PRECONDITION:  # no such signature
                 raise _invalid(f'Serving signature name: "{name}" not found in signature def') from None

@@ -372,7 +372,7 @@ def test_zoo_serve_tfserving_runs_the_container(toy_dir, fake_docker):
     assert run[:3] == ["run", "--rm", "--init"]
     assert "127.0.0.1:8500:8500" in run and "127.0.0.1:8501:8501" in run
     assert f"{base}:/models:ro" in run and run[run.index("--entrypoint") + 1] == "tensorflow_model_server"
-    assert "tensorflow/serving:latest" in run
+    assert "tensorflow/serving:2.20.0" in run
     assert "--model_config_file=/etc/zoo/models.config" in run and "--enable_batching=true" in run
     assert "--batching_parameters_file=/etc/zoo-batching/batching.txt" in run
 

@@ -6,8 +6,9 @@ served `serving_default` answers.
     predictor({"text": ["a fine film"]})
 
 A run is answered by the signature functions its task builds for an export (the same
-code, traced in this process); an export by its own SavedModel's signatures. Strings
-come back as `str`, numbers as numpy arrays.
+code, traced in this process); an export by its own SavedModel's signatures. An input
+with a default (SignatureDef.defaults, or the task endpoint's for a run) may be left
+out, as from a Predict request. Strings come back as `str`, numbers as numpy arrays.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import weakref
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
 from zoo import tasks
 from zoo.tasks.base import ExportSource
@@ -36,12 +38,14 @@ class Predictor:
         inputs: the called signature's input names.
     """
 
-    def __init__(self, functions: dict, signature: str, source: str):
+    def __init__(self, functions: dict, signature: str, source: str, defaults: dict | None = None):
         if signature not in functions:
             raise ValueError(f"{source} has no signature {signature!r}; it has {', '.join(sorted(functions))}.")
         self._functions = functions
         self._signature = signature
         self._source = source
+        # signature key -> {input name: array} fed when a call leaves that input out.
+        self._defaults = defaults or {}
         self.signature_names = sorted(functions)
         self.inputs = list(functions[signature][1])
 
@@ -50,7 +54,8 @@ class Predictor:
 
     def __call__(self, inputs=None, /, *, signature: str | None = None, **named) -> dict:
         """Answers `inputs`: a dict of the signature's inputs, or one array (or list) for a
-        signature with one input, or the inputs as keywords.
+        signature with one input (or one without a default), or the inputs as keywords.
+        An input with a default may be left out.
 
         Returns:
             {output name: numpy array}, strings as str.
@@ -63,10 +68,13 @@ class Predictor:
             raise TypeError("Pass the inputs as one dict (or array) or as keywords, not both.")
         if inputs is None:
             inputs = named
+        defaults = self._defaults.get(key, {})
         if not isinstance(inputs, dict):
-            if len(specs) != 1:
+            required = [name for name in specs if name not in defaults]
+            if len(specs) != 1 and len(required) != 1:
                 raise TypeError(f"Signature {key!r} takes {len(specs)} inputs ({', '.join(specs)}): pass a dict.")
-            inputs = {next(iter(specs)): inputs}
+            inputs = {next(iter(specs)) if len(specs) == 1 else required[0]: inputs}
+        inputs = {**{name: value for name, value in defaults.items() if name in specs}, **inputs}
         missing, unknown = sorted(set(specs) - set(inputs)), sorted(set(inputs) - set(specs))
         if missing or unknown:
             raise ValueError(f"Signature {key!r} takes inputs {sorted(specs)}; missing {missing}, unknown {unknown}.")
@@ -119,9 +127,20 @@ def load(path, *, signature: str = SERVING_DEFAULT, checkpoint: str = "model") -
     for key, fn in loaded.signatures.items():
         specs = {name: spec.dtype for name, spec in fn.structured_input_signature[1].items()}
         functions[key] = (fn, specs)
-    predictor = Predictor(functions, signature, str(version_dir))
+    predictor = Predictor(functions, signature, str(version_dir), _signature_defaults(version_dir))
     predictor._loaded = loaded  # keeps the variables alive
     return predictor
+
+
+def _signature_defaults(version_dir: pathlib.Path) -> dict:
+    """{signature key: {input name: default array}} from the SignatureDefs of the `serve`
+    meta graph: the loaded signature functions require every input, while TF Serving's
+    Predict feeds these defaults for inputs a request leaves out."""
+    saved_model = saved_model_pb2.SavedModel.FromString((version_dir / "saved_model.pb").read_bytes())
+    serve = [m for m in saved_model.meta_graphs if set(m.meta_info_def.tags) == {"serve"}]
+    meta_graph = serve[0] if serve else saved_model.meta_graphs[0]
+    return {key: {name: tf.make_ndarray(proto) for name, proto in sig.defaults.items()}
+            for key, sig in meta_graph.signature_def.items() if sig.defaults}
 
 
 def _version_dir(path: pathlib.Path):
@@ -151,7 +170,9 @@ def _from_run(run_dir: pathlib.Path, signature: str, checkpoint: str) -> Predict
         raise
     functions = {key: (endpoint.fn, {spec.name: spec.dtype for spec in endpoint.input_signature})
                  for key, endpoint in endpoints.items()}
-    predictor = Predictor(functions, signature, str(run_dir))
+    # The defaults the export would write into its SignatureDefs.
+    defaults = {key: dict(endpoint.defaults) for key, endpoint in endpoints.items() if endpoint.defaults}
+    predictor = Predictor(functions, signature, str(run_dir), defaults)
     weakref.finalize(predictor, shutil.rmtree, staging, True)
     return predictor
 

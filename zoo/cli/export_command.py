@@ -9,10 +9,13 @@ import argparse
 import pathlib
 import sys
 
+from export.serving_ops import DEFAULT_SERVING_VERSION, known_versions, resolve_version
+
 EXAMPLES = """\
 examples:
   zoo export runs/simple_cnn-digits --base-path models --model-name digits
   zoo export runs/simple_cnn-digits --model-name digits --version 3 --overwrite
+  zoo export runs/simple_cnn-digits --model-name digits --target-serving-version 2.21
   zoo export runs/resnet20-cifar10 --model-name cifar --version-policy latest:2 \\
       --serving-base-path /models      # paths as the TF Serving container sees them
 
@@ -55,6 +58,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-fold-batch-norm", action="store_true",
                    help="keep BatchNormalization layers as trained instead of folding them into "
                         "the convolutions before them (the default folds: same outputs, smaller export)")
+    p.add_argument("--target-serving-version", default=DEFAULT_SERVING_VERSION, metavar="X.Y",
+                   help=f"the TF Serving release (tensorflow/serving tag) that must load the export: every op "
+                        f"of the SavedModel is checked against that release's ops, and an op it lacks or any "
+                        f"Xla op (TF Serving runs with XLA off) fails the export before publishing (default: "
+                        f"{DEFAULT_SERVING_VERSION}; known: {', '.join(known_versions())})")
     p.add_argument("--serving-base-path", help="base path as the server sees it, for models.config")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="an export option of the model's task, e.g. max_image_pixels=20000000 for an "
@@ -79,6 +87,7 @@ def run_export(args) -> int:
         print(f"Wrote keras-hub preset {path} (fine-tune from it: zoo train MODEL --preset {path})")
         return 0
 
+    resolve_version(args.target_serving_version, warn=False)  # a bad version: one line, before any work
     print(f"exporting {args.run_dir}: writing the SavedModel"
           + (", then verifying it in a fresh process ..." if not args.no_verify else " ..."), file=sys.stderr, flush=True)
     path = export_saved_model(
@@ -86,6 +95,7 @@ def run_export(args) -> int:
         verify=not args.no_verify, checkpoint=args.checkpoint, num_examples=args.num_examples,
         version_policy=args.version_policy, serving_base_path=args.serving_base_path,
         fold_batch_norm=not args.no_fold_batch_norm, task_options=_task_options(args.set or [], parse_value),
+        target_serving_version=args.target_serving_version,
     )
     info = describe_export(path)
     print(f"Exported {info['model_name']} version {info['version']} to {path}"

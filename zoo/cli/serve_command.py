@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 
+from export.serving_ops import DEFAULT_SERVING_VERSION
+
 PREDICT_EXAMPLES = """\
 example:
   zoo predict --server localhost:8500 --model digits digit.png          (image_bytes signature)
@@ -37,7 +39,8 @@ then:
   zoo predict --server localhost:8500 --model NAME FILE...
 """
 
-TFSERVING_IMAGE = "tensorflow/serving:latest"
+# The release exports are checked against by default (`zoo export --target-serving-version`).
+TFSERVING_IMAGE = f"tensorflow/serving:{DEFAULT_SERVING_VERSION}.0"
 # Where the container sees the base path and the generated config.
 CONTAINER_MODELS = "/models"
 CONTAINER_CONFIG = "/etc/zoo"

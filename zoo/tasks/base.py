@@ -35,11 +35,21 @@ _TASKS: dict[str, "Task"] = {}
 
 @dataclasses.dataclass(frozen=True)
 class Endpoint:
-    """One signature: `fn(**inputs) -> dict of named outputs`."""
+    """One signature: `fn(**inputs) -> dict of named outputs`.
+
+    `defaults` maps an input name to the value (a numpy array or Python scalar of the
+    input's dtype and shape) that TF Serving feeds when a Predict request leaves that
+    input out; the export writes it into the SignatureDef's `defaults`.
+
+    Example:
+        >>> Endpoint(generate, [tf.TensorSpec([None], tf.string, name="text"),
+        ...                     tf.TensorSpec([], tf.int32, name="beam_size")], defaults={"beam_size": 1})
+    """
 
     fn: Callable
     input_signature: list  # tf.TensorSpec per argument of fn, named like the argument
     method_name: str = PREDICT_METHOD
+    defaults: dict = dataclasses.field(default_factory=dict)  # input name -> value fed when a request omits it
 
 
 @dataclasses.dataclass(frozen=True)
