@@ -12,6 +12,7 @@ TINY = {
     # 200 ids hold synthetic_topics' vocabulary (188 with padding and unknown).
     "text_classification": dict(num_classes=3, vocabulary_size=200, sequence_length=16),
     "token_classification": dict(num_classes=5, vocabulary_size=200, sequence_length=12),
+    "seq2seq": dict(source_vocabulary_size=120, target_vocabulary_size=100, source_length=12, target_length=10),
 }
 TINY_BY_MODEL = {
     "resnet50": dict(width=4),
@@ -29,12 +30,19 @@ TINY_BY_MODEL = {
     "bert_classifier": dict(size="bert_tiny", vocabulary_size=300),
     "bert_tagger": dict(size="bert_tiny", piece_length=24),
     "bilstm_tagger": dict(embedding_dim=8, units=8, word_length=6, char_embedding_dim=4, char_filters=4),
+    "transformer_seq2seq": dict(size="tiny"),
 }
 
 
 def tiny_kwargs(name):
     spec = registry.get_model_spec(name)
     return dict(TINY[spec.task], **TINY_BY_MODEL.get(name, {}))
+
+
+def output_width(name) -> int:
+    """The last dimension of the tiny model's logits: classes, tags or target words."""
+    kwargs = tiny_kwargs(name)
+    return kwargs.get("num_classes") or kwargs["target_vocabulary_size"]
 
 
 def tiny_model(name):

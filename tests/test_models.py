@@ -7,7 +7,7 @@ import pytest
 import zoo
 from zoo import registry, tasks
 from zoo.tasks.base import model_inputs
-from tests.model_checks import example_batch, tiny_kwargs, tiny_model
+from tests.model_checks import example_batch, output_width, tiny_model
 
 
 @pytest.mark.parametrize("name", zoo.list_models())
@@ -20,7 +20,7 @@ def test_every_model_builds_fits_saves_and_round_trips(name, tmp_path):
     assert model.get_layer("logits").name == "logits"
     x = example_batch(model)
     out = model(x, training=False)
-    assert out.shape[0] == 4 and out.shape[-1] == tiny_kwargs(name)["num_classes"]
+    assert out.shape[0] == 4 and out.shape[-1] == output_width(name)
     labels = (np.arange(np.prod(out.shape[:-1])) % 3).reshape(out.shape[:-1])  # one per example or per word
 
     # Eager: tracing a deep net's train function costs more than one step is worth here.

@@ -191,7 +191,9 @@ def _ensure_registered():
     import zoo.data.synthetic_entities  # noqa: F401
     import zoo.data.synthetic_sentiment  # noqa: F401
     import zoo.data.synthetic_shapes  # noqa: F401
+    import zoo.data.synthetic_summaries  # noqa: F401
     import zoo.data.synthetic_topics  # noqa: F401
+    import zoo.data.synthetic_translation  # noqa: F401
     import zoo.data.tfds_source  # noqa: F401
 
     load_plugins()  # other packages' datasets

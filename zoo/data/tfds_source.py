@@ -144,3 +144,5 @@ add_dataset(TfdsDataset("glue/sst2", "text_classification", "movie review senten
                         keys=("sentence", "label"), splits={"test": "validation"}))
 add_dataset(TfdsDataset("conll2003", "token_classification", "Reuters news, PER/ORG/LOC/MISC entities (BIO tags)",
                         keys=("tokens", "ner"), splits={"validation": "dev"}))
+add_dataset(TfdsDataset("ted_hrlr_translate/pt_to_en", "seq2seq", "TED talk transcripts, Portuguese to English"))
+add_dataset(TfdsDataset("cnn_dailymail", "seq2seq", "news articles and their highlights (summarization)"))

@@ -2,4 +2,5 @@
 
 from zoo.models import (  # noqa: F401
     bert, bilstm_tagger, mlp, mobilenet, resnet, rnn, simple_cnn, text_cnn, transformer_classifier,
+    transformer_seq2seq,
 )
