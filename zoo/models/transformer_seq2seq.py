@@ -55,7 +55,8 @@ def transformer_seq2seq(source_vocabulary_size=8_000, target_vocabulary_size=8_0
         source_length: source words the model reads (longer sources are cut).
         target_length: target positions, [START] included: the longest output is
             target_length - 1 words.
-        size: "tiny", "small" or "base" (the table above), randomly initialised.
+        size: "tiny" (2+2 layers, width 64), "small" (3+3, width 256) or "base" (6+6, width 512,
+            Vaswani et al.'s base), randomly initialised.
         dropout: dropout rate inside the encoder and decoder layers.
 
     Example:

@@ -279,7 +279,8 @@ class Seq2Seq(Task):
             with tf.control_dependencies(checks):
                 ids, scores = decoding.beam_search(decoder, source.encode(text), beam_size, max_length + 1)
             ids = at_most(ids, max_length)
-            return {"output_text": tf.where(empty(text)[:, tf.newaxis], "", target.decode(ids)), "scores": scores}
+            nothing = empty(text)[:, tf.newaxis]
+            return {"output_text": tf.where(nothing, "", target.decode(ids)), "scores": tf.where(nothing, 0.0, scores)}
 
         text = tf.TensorSpec((None,), tf.string, name="text")
         return Signatures(
