@@ -24,6 +24,7 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
+from zoo.data import tokenizer as vocabulary_files
 from zoo.data.words import split_words
 
 RESERVED = ("[PAD]", "[UNK]", "[START]", "[END]")
@@ -105,19 +106,11 @@ class SequenceTokenizer(tf.Module):
 
 
 def write_vocabulary(path, vocabulary) -> pathlib.Path:
-    path = pathlib.Path(path)
-    vocabulary = check_vocabulary(vocabulary)
-    for word in vocabulary:
-        if not word or any(c.isspace() for c in word):
-            raise ValueError(f"Vocabulary entries are single words, got {word!r}.")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(f"{w}\n" for w in vocabulary), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return vocabulary_files.write_vocabulary(path, check_vocabulary(vocabulary))
 
 
 def read_vocabulary(path) -> list[str]:
-    return check_vocabulary(pathlib.Path(path).read_text(encoding="utf-8").splitlines())
+    return check_vocabulary(vocabulary_files.read_vocabulary(path))
 
 
 def as_text(ids, vocabulary) -> list[str]:

@@ -40,7 +40,7 @@ from zoo.data import sequences
 from zoo.tasks import decoding
 from zoo.tasks.base import PREDICT_METHOD, Endpoint, ExportSource, Request, Signatures, Task, as_text, model_inputs, \
     register_task
-from zoo.tasks.text_classification import as_bytes, read_texts
+from zoo.tasks.text_classification import read_texts, text_examples
 from zoo.tasks.token_classification import PAD_LABEL, TokenAccuracy
 
 log = logging.getLogger(__name__)
@@ -214,18 +214,7 @@ class Seq2Seq(Task):
                                             f"(default {DEFAULT_BEAM_SIZE})"}}
 
     def examples(self, source: ExportSource, given, count):
-        if given is not None:
-            return {"text": as_bytes(list(given)[:count])}, "given"
-        name, config = source.dataset_name, source.config or {}
-        if name:
-            try:
-                raw = datasets.get_dataset(name).examples("train", data_dir=config.get("data_dir"), download=False)
-                texts = np.array([s for s, _ in raw.take(count).as_numpy_iterator()], dtype=object)
-                if len(texts):
-                    return {"text": texts}, f"{name}:train[:{count}]"
-            except Exception as e:  # data not on this machine: warn and still export
-                log.warning("Could not read examples of %s (%s); warm-up uses fixed sentences.", name, e)
-        return {"text": as_bytes(_FALLBACK_TEXTS[:count])}, "fixed sentences"
+        return text_examples(source, given, count, _FALLBACK_TEXTS)
 
     @staticmethod
     def _tokenizers(assets, staging_dir=None):

@@ -155,21 +155,7 @@ class TextClassification(Classification):
                     vocabulary_size=tokenizers.vocabulary_size(assets["vocabulary"], assets["tokenizer"]))
 
     def examples(self, source: ExportSource, given, count):
-        config = source.config or {}
-        name = source.dataset_name
-        if given is not None:
-            return {"text": as_bytes(list(given)[:count])}, "given"
-        texts, origin = None, "fixed sentences"
-        if name:
-            try:
-                raw = datasets.get_dataset(name).examples("train", data_dir=config.get("data_dir"), download=False)
-                texts = np.array([x for x, _ in raw.take(count).as_numpy_iterator()], dtype=object)
-                origin = f"{name}:train[:{count}]"
-            except Exception as e:  # data not on this machine: warn and still export
-                log.warning("Could not read examples of %s (%s); warm-up uses fixed sentences.", name, e)
-        if texts is None or not len(texts):
-            texts, origin = as_bytes(_FALLBACK_TEXTS[:count]), "fixed sentences"
-        return {"text": texts}, origin
+        return text_examples(source, given, count, _FALLBACK_TEXTS)
 
     def model_inputs(self, examples, assets):
         tokenizer = _tokenizer(assets["vocabulary"], assets["sequence_length"], assets["tokenizer"])
@@ -228,6 +214,24 @@ class TextClassification(Classification):
             raise ValueError(f"signature {signature!r} does not take text; zoo predict sends texts to "
                              "serving_default (use serving.Client for classify)")
         return signature, {"text": read_texts(values)}
+
+
+def text_examples(source: ExportSource, given, count: int, fallback, text_of=lambda x: x) -> tuple[dict, str]:
+    """({"text": bytes [N]}, where they came from) for an export of a text-in model:
+    `given` texts, else the first `count` inputs of the run's dataset's training split
+    (`text_of(input)` each), else the `fallback` texts (no data on this machine)."""
+    if given is not None:
+        return {"text": as_bytes(list(given)[:count])}, "given"
+    name, config = source.dataset_name, source.config or {}
+    if name:
+        try:
+            raw = datasets.get_dataset(name).examples("train", data_dir=config.get("data_dir"), download=False)
+            texts = np.array([text_of(x) for x, _ in raw.take(count).as_numpy_iterator()], dtype=object)
+            if len(texts):
+                return {"text": texts}, f"{name}:train[:{count}]"
+        except Exception as e:  # data not on this machine: warn and still export
+            log.warning("Could not read examples of %s (%s); warm-up uses fixed sentences.", name, e)
+    return {"text": as_bytes(fallback[:count])}, "fixed sentences"
 
 
 def read_texts(values) -> np.ndarray:

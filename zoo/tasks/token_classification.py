@@ -32,7 +32,7 @@ from zoo.data import words as word_tokenizer
 from zoo.tasks.base import PREDICT_METHOD, Endpoint, ExportSource, Request, Signatures, Task, as_text, model_inputs, \
     register_task
 from zoo.tasks.classification import label_table
-from zoo.tasks.text_classification import as_bytes, read_texts
+from zoo.tasks.text_classification import read_texts, text_examples
 
 log = logging.getLogger(__name__)
 
@@ -252,18 +252,8 @@ class TokenClassification(Task):
                 "words": "split on whitespace, punctuation at a word's start or end split off"}
 
     def examples(self, source: ExportSource, given, count):
-        if given is not None:
-            return {"text": as_bytes(list(given)[:count])}, "given"
-        name, config = source.dataset_name, source.config or {}
-        if name:
-            try:
-                raw = datasets.get_dataset(name).examples("train", data_dir=config.get("data_dir"), download=False)
-                texts = [b" ".join(words) for words, _ in raw.take(count).as_numpy_iterator()]
-                if texts:
-                    return {"text": np.array(texts, dtype=object)}, f"{name}:train[:{count}]"
-            except Exception as e:  # data not on this machine: warn and still export
-                log.warning("Could not read examples of %s (%s); warm-up uses fixed sentences.", name, e)
-        return {"text": as_bytes(_FALLBACK_TEXTS[:count])}, "fixed sentences"
+        # Tagging sets hold words; an export's examples are the sentences they make.
+        return text_examples(source, given, count, _FALLBACK_TEXTS, text_of=b" ".join)
 
     @staticmethod
     def _featurizer(assets, vocabulary):
