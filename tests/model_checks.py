@@ -12,6 +12,7 @@ TINY = {
     # 200 ids hold synthetic_topics' vocabulary (188 with padding and unknown).
     "text_classification": dict(num_classes=3, vocabulary_size=200, sequence_length=16),
     "token_classification": dict(num_classes=5, vocabulary_size=200, sequence_length=12),
+    "audio_classification": dict(num_classes=3),
     "seq2seq": dict(source_vocabulary_size=120, target_vocabulary_size=100, source_length=12, target_length=10),
 }
 TINY_BY_MODEL = {
@@ -31,6 +32,8 @@ TINY_BY_MODEL = {
     "bert_tagger": dict(size="bert_tiny", piece_length=24),
     "bilstm_tagger": dict(embedding_dim=8, units=8, word_length=6, char_embedding_dim=4, char_filters=4),
     "transformer_seq2seq": dict(size="tiny"),
+    "speech_cnn": dict(filters=(4, 8), dense_units=8),
+    "ds_cnn": dict(width=8, num_blocks=1),
 }
 
 
@@ -65,6 +68,8 @@ def example_batch(model, batch=4, seed=0):
                 lengths = rng.integers(1, shape[1] + 1, (batch, 1))
             real = (np.arange(shape[1]) < lengths).reshape(shape[:2] + (1,) * (len(shape) - 2))
             out[k] = np.where(real, ids, 0).astype(str(t.dtype))
+        elif k == "waveform":  # audio samples in -1..1
+            out[k] = rng.uniform(-1, 1, shape).astype("float32")
         else:
             out[k] = rng.uniform(0, 255, shape).astype("float32")
     return out

@@ -68,3 +68,59 @@ class PaddingMask(keras.layers.Layer):
 
     def compute_output_spec(self, token_ids):
         return keras.KerasTensor(token_ids.shape, dtype="bool")
+
+
+SAMPLE_RATE = 16_000  # audio models take 16 kHz mono samples in -1..1
+
+
+def waveform_input(samples, model: str = "model"):
+    """The `{"waveform": float32 [B, samples]}` input of an audio model (None: any length)."""
+    if samples is not None and (not isinstance(samples, int) or isinstance(samples, bool) or samples < 400):
+        raise ValueError(f"{model}: samples must be an int >= 400 (25 ms at 16 kHz) or None, got {samples!r}.")
+    return keras.Input(shape=(samples,), name="waveform", dtype="float32")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class LogMelSpectrogram(keras.layers.Layer):
+    """Waveform [B, N] -> log-mel energies [B, frames, num_mel_bins], one frame per 10 ms.
+
+    25 ms Hann windows every 10 ms, a 512-point FFT, mel filters from 20 Hz to 7.6 kHz,
+    log(energy + 1e-6). Frames are not centred: the last frames are zero-padded
+    (`pad_end`), so a clip gives the same frames alone as padded with zeros in a batch,
+    and a clip shorter than one window (even an empty one) still gives a frame. (Keras'
+    `MelSpectrogram` centres with reflection, which fails on clips under 257 samples
+    and makes a clip's last frames depend on what follows it.) Core TF ops only.
+    """
+
+    def __init__(self, num_mel_bins=40, frame_length=400, frame_step=160, fft_length=512, sample_rate=SAMPLE_RATE,
+                 lower_hz=20.0, upper_hz=7600.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_mel_bins, self.frame_length, self.frame_step = num_mel_bins, frame_length, frame_step
+        self.fft_length, self.sample_rate, self.lower_hz, self.upper_hz = fft_length, sample_rate, lower_hz, upper_hz
+
+    def call(self, waveform):
+        import tensorflow as tf
+
+        waveform = tf.cast(waveform, tf.float32)
+        # One window's worth of zeros first: an empty clip still has a (silent) frame.
+        waveform = tf.pad(waveform, [[0, 0], [0, self.frame_length]])[:, :tf.maximum(
+            tf.shape(waveform)[1], self.frame_length)]
+        stft = tf.signal.stft(waveform, self.frame_length, self.frame_step, self.fft_length, pad_end=True)
+        mel = tf.signal.linear_to_mel_weight_matrix(self.num_mel_bins, self.fft_length // 2 + 1, self.sample_rate,
+                                                    self.lower_hz, self.upper_hz)
+        energies = tf.matmul(tf.square(tf.abs(stft)), mel)
+        return tf.cast(tf.math.log(energies + 1e-6), self.compute_dtype)
+
+    def frames(self, samples):
+        """Frames of `samples` samples (None stays None)."""
+        if samples is None:
+            return None
+        return -(-max(samples, self.frame_length) // self.frame_step)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.frames(input_shape[1]), self.num_mel_bins)
+
+    def get_config(self):
+        return dict(super().get_config(), num_mel_bins=self.num_mel_bins, frame_length=self.frame_length,
+                    frame_step=self.frame_step, fft_length=self.fft_length, sample_rate=self.sample_rate,
+                    lower_hz=self.lower_hz, upper_hz=self.upper_hz)
