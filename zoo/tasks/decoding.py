@@ -8,12 +8,15 @@ over the model's own layers, with the cache written by `tf.where` on a position 
 every op is a core TensorFlow op.
 
 The model is read by its layer names (`zoo.models.transformer_seq2seq`): the encoder
-runs once; each step embeds one token at its position and runs each keras-hub
-`TransformerDecoder` on it with the keys and values of the earlier steps (the
-self-attention cache) and of the encoder output (the cross-attention cache, computed
-once). The layer attends over a cache it is handed when no update index is given; the
-new step's key and value are written into the cache here, with the layer's own
-projections, before the layer reads it.
+runs once, and so do the cross-attention's key and value projections of its output.
+Each step embeds one token at its position and runs each keras-hub `TransformerDecoder`
+block by block as the layer's own `call` does (its projections, norms and feed-forward
+layers, its residual order), with the attention over the cached keys and values of
+the earlier steps written out here: the layer's `call` would rebuild its masks and
+cache on every step, which costs more ops per step than the step's arithmetic on
+models of this size (`benchmarks/RESULTS-seq2seq.md`). The graph decode is checked
+token for token against running the whole Keras model once per word
+(`tests/test_seq2seq.py`).
 
 Ids: 0 pads, 2 is [START], 3 is [END] (`zoo.data.sequences`); after [END] a sequence
 is padded with 0.
@@ -61,46 +64,78 @@ class CachedDecoder(tf.Module):
         self.target_length = int(layer("target_embedding").sequence_length)
 
     def encode(self, source_ids):
-        """(encoder output [N, S, D], source mask [N, S], cross-attention caches per decoder layer)."""
+        """(encoder output [N, S, D], additive source mask [N, 1, S], cross-attention keys and
+        values per decoder layer, each [N, S, heads, key_dim])."""
         mask = self.source_mask(source_ids)
         x = self.source_embedding(source_ids)
         for encoder in self.encoders:
             x = encoder(x, padding_mask=mask, training=False)
         # The encoder's keys and values, once: the cross-attention of every step reads them.
-        cross = [tf.stack([d._cross_attention_layer._key_dense(x), d._cross_attention_layer._value_dense(x)], axis=1)
+        cross = [(d._cross_attention_layer._key_dense(x), d._cross_attention_layer._value_dense(x))
                  for d in self.decoders]
-        return x, mask, cross
+        return x, _additive(mask[:, tf.newaxis], x.dtype), cross
 
     def empty_caches(self, batch):
-        """Zero self-attention caches [N, 2, T, heads, key_dim], one per decoder layer."""
+        """Zero self-attention keys and values [N, T, heads, key_dim], one pair per decoder layer."""
         caches = []
         for d in self.decoders:
             attention = d._self_attention_layer
-            caches.append(tf.zeros(tf.stack([batch, 2, self.target_length, attention.num_heads, attention.key_dim]),
-                                   attention.compute_dtype))
+            shape = tf.stack([batch, self.target_length, attention.num_heads, attention.key_dim])
+            caches.append((tf.zeros(shape, attention.compute_dtype), tf.zeros(shape, attention.compute_dtype)))
         return caches
 
-    def step(self, tokens, index, caches, encoded, mask, cross):
-        """Logits [N, V] of the token after `tokens` [N] at position `index`, and the new caches."""
+    def step(self, tokens, index, caches, encoded, source_bias, cross):
+        """Logits [N, V] of the token after `tokens` [N] at position `index`, and the new caches.
+
+        Each decoder layer runs as keras-hub's `TransformerDecoder.call` does (attention,
+        residual, layer norm, before or after as the layer says; cross-attention; feed
+        forward), on one position, with the layer's own projections and norms; only the
+        attention's mask and cache plumbing is written here, which the layer's call
+        would otherwise redo on every step.
+        """
         x = self.target_embedding(tokens[:, tf.newaxis], start_index=index)
         length = self.target_length
-        at_index = tf.reshape(tf.equal(tf.range(length), index), [1, 1, length, 1, 1])
-        seen = tf.reshape(tf.range(length) <= index, [1, 1, length])
+        at_index = tf.reshape(tf.equal(tf.range(length), index), [1, length, 1, 1])
+        seen = _additive(tf.reshape(tf.range(length) <= index, [1, 1, length]), x.dtype)
         new_caches = []
-        for decoder, cache, cross_cache in zip(self.decoders, caches, cross):
-            attention = decoder._self_attention_layer
-            # The layer's input to its self-attention (after the norm when it normalises first).
-            source = decoder._self_attention_layer_norm(x) if decoder.normalize_first else x
-            update = tf.stack([attention._key_dense(source), attention._value_dense(source)], axis=1)
-            cache = tf.where(at_index, update, cache)
-            x, cache, _ = decoder(x, encoded, encoder_padding_mask=mask,
-                                  decoder_attention_mask=tf.broadcast_to(seen, [tf.shape(x)[0], 1, length]),
-                                  self_attention_cache=cache, cross_attention_cache=cross_cache,
-                                  use_causal_mask=False, training=False)
-            new_caches.append(cache)
+        for decoder, (keys, values), (cross_keys, cross_values) in zip(self.decoders, caches, cross):
+            def self_attention(h, decoder=decoder, keys=keys, values=values):
+                attention = decoder._self_attention_layer
+                keys = tf.where(at_index, attention._key_dense(h), keys)
+                values = tf.where(at_index, attention._value_dense(h), values)
+                new_caches.append((keys, values))
+                return _attend(attention, h, keys, values, seen)
+
+            def cross_attention(h, decoder=decoder, keys=cross_keys, values=cross_values):
+                return _attend(decoder._cross_attention_layer, h, keys, values, source_bias)
+
+            def feed_forward(h, decoder=decoder):
+                return decoder._feedforward_output_dense(decoder._feedforward_intermediate_dense(h))
+
+            for block, norm in ((self_attention, decoder._self_attention_layer_norm),
+                                (cross_attention, decoder._cross_attention_layer_norm),
+                                (feed_forward, decoder._feedforward_layer_norm)):
+                residual = x
+                x = block(norm(x) if decoder.normalize_first else x) + residual
+                if not decoder.normalize_first:
+                    x = norm(x)
         logits = tf.cast(self.logits(x)[:, 0], tf.float32)
         never = tf.reduce_any(tf.equal(tf.range(tf.shape(logits)[-1])[:, tf.newaxis], NEVER), axis=1)
         return tf.where(never, -1e9, logits), new_caches
+
+
+def _additive(allowed, dtype):
+    """0 where attention is allowed, -1e9 where not: what Keras' masked softmax adds."""
+    return tf.cast(tf.where(allowed, 0.0, -1e9), dtype)
+
+
+def _attend(attention, h, keys, values, bias):
+    """A Keras MultiHeadAttention's answer for queries `h` [N, 1, D] over projected `keys`
+    and `values` [N, T, heads, key_dim], with the additive mask `bias` [N or 1, 1, T]."""
+    query = attention._query_dense(h) * tf.cast(1.0 / float(attention.key_dim) ** 0.5, h.dtype)
+    scores = tf.einsum("aqhk,athk->ahqt", query, keys) + bias[:, tf.newaxis]
+    context = tf.einsum("ahqt,athk->aqhk", tf.nn.softmax(scores, axis=-1), values)
+    return attention._output_dense(context)
 
 
 def greedy(decoder: CachedDecoder, source_ids, max_length):
@@ -143,7 +178,7 @@ def beam_search(decoder: CachedDecoder, source_ids, beam_size, max_length):
     encoded, mask, cross = decoder.encode(source_ids)
     # Every example's encoder output, mask and caches, once per beam: [N*K, ...].
     repeat = lambda t: tf.repeat(t, k, axis=0)  # noqa: E731
-    encoded, mask, cross = repeat(encoded), repeat(mask), [repeat(c) for c in cross]
+    encoded, mask, cross = repeat(encoded), repeat(mask), tf.nest.map_structure(repeat, cross)
     positions = tf.range(length)
     # Only the first beam is live at the start, so the first step does not pick K copies.
     scores = tf.tile(tf.concat([[0.0], tf.fill([k - 1], -1e9)], axis=0)[tf.newaxis], [batch, 1])
@@ -159,7 +194,7 @@ def beam_search(decoder: CachedDecoder, source_ids, beam_size, max_length):
         scores, best = tf.math.top_k(total, k=k)
         beams, token = best // vocabulary, tf.cast(best % vocabulary, tf.int32)
         flat = tf.reshape(tf.range(batch)[:, tf.newaxis] * k + beams, [-1])
-        caches = [tf.gather(c, flat) for c in caches]
+        caches = tf.nest.map_structure(lambda c: tf.gather(c, flat), caches)
         output = tf.reshape(tf.gather(tf.reshape(output, [batch * k, length]), flat), [batch, k, length])
         done = tf.reshape(tf.gather(tf.reshape(done, [-1]), flat), [batch, k])
         output = tf.where(tf.equal(positions, t)[tf.newaxis, tf.newaxis], token[..., tf.newaxis], output)
