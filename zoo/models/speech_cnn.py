@@ -27,7 +27,8 @@ def log_mel_image(samples, num_mel_bins, model):
 
 
 @register_model(task="audio_classification", default_dataset="spoken_commands")
-def speech_cnn(num_classes=10, samples=16_000, num_mel_bins=40, filters=(32, 64), dense_units=128, dropout=0.25):
+def speech_cnn(num_classes=10, samples=16_000, num_mel_bins=40, filters=(32, 64, 128), dense_units=128,
+               dropout=0.25):
     """Speech CNN: log-mel -> [conv 3x3, ReLU, max-pool 2] per filter count -> dense -> logits.
 
     Args:
