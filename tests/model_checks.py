@@ -4,6 +4,7 @@ import numpy as np
 
 import zoo
 from zoo import registry
+from zoo.tasks import speech_to_text
 from zoo.tasks.base import model_inputs
 
 # Small enough that every check runs in seconds on two CPU cores.
@@ -13,6 +14,7 @@ TINY = {
     "text_classification": dict(num_classes=3, vocabulary_size=200, sequence_length=16),
     "token_classification": dict(num_classes=5, vocabulary_size=200, sequence_length=12),
     "audio_classification": dict(num_classes=3),
+    "speech_to_text": dict(samples=4000),  # a fixed length, for example_batch's random clips
     "seq2seq": dict(source_vocabulary_size=120, target_vocabulary_size=100, source_length=12, target_length=10),
 }
 TINY_BY_MODEL = {
@@ -34,6 +36,7 @@ TINY_BY_MODEL = {
     "transformer_seq2seq": dict(size="tiny"),
     "speech_cnn": dict(filters=(4, 8), dense_units=8),
     "ds_cnn": dict(width=8, num_blocks=1),
+    "ctc_recognizer": dict(filters=8, units=8, num_layers=1),
 }
 
 
@@ -43,9 +46,9 @@ def tiny_kwargs(name):
 
 
 def output_width(name) -> int:
-    """The last dimension of the tiny model's logits: classes, tags or target words."""
+    """The last dimension of the tiny model's logits: classes, tags, target words or CTC's characters."""
     kwargs = tiny_kwargs(name)
-    return kwargs.get("num_classes") or kwargs["target_vocabulary_size"]
+    return kwargs.get("num_classes") or kwargs.get("target_vocabulary_size") or speech_to_text.NUM_CLASSES
 
 
 def tiny_model(name):

@@ -146,3 +146,9 @@ add_dataset(TfdsDataset("conll2003", "token_classification", "Reuters news, PER/
                         keys=("tokens", "ner"), splits={"validation": "dev"}))
 add_dataset(TfdsDataset("ted_hrlr_translate/pt_to_en", "seq2seq", "TED talk transcripts, Portuguese to English"))
 add_dataset(TfdsDataset("cnn_dailymail", "seq2seq", "news articles and their highlights (summarization)"))
+# LibriSpeech's speech is int16 (the task scales it to -1..1); its clean 100-hour part trains.
+add_dataset(TfdsDataset("librispeech", "speech_to_text", "LibriVox audiobooks read aloud, 16 kHz, with transcripts",
+                        keys=("speech", "text"),
+                        splits={"train": "train_clean100", "validation": "dev_clean", "test": "test_clean"}))
+add_dataset(TfdsDataset("speech_commands", "audio_classification", "one-second spoken commands, 16 kHz, 12 classes",
+                        keys=("audio", "label")))

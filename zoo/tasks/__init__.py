@@ -1,7 +1,8 @@
 """Tasks: the task, not the architecture, decides data format, loss, metrics and export.
 
 One registered `Task` object per module here (`image_classification`,
-`text_classification`, `token_classification`, `seq2seq`, `audio_classification`); see `zoo.tasks.base` for what a task owns.
+`text_classification`, `token_classification`, `seq2seq`, `audio_classification`,
+`speech_to_text`); see `zoo.tasks.base` for what a task owns.
 
     from zoo.tasks import get_task, list_tasks
     get_task("image_classification").loss()
@@ -11,7 +12,9 @@ from zoo.tasks.base import (
     CLASSIFY_METHOD, PREDICT_METHOD, REGRESS_METHOD, Endpoint, ExportSource, Request, Signatures, Task,
     get_task, list_tasks, register_task,
 )
-from zoo.tasks import audio_classification, image_classification, seq2seq, text_classification, token_classification  # noqa: F401,E402 - registers the tasks
+from zoo.tasks import (  # noqa: F401,E402 - registers the tasks
+    audio_classification, image_classification, seq2seq, speech_to_text, text_classification, token_classification,
+)
 
 __all__ = [
     "CLASSIFY_METHOD", "PREDICT_METHOD", "REGRESS_METHOD", "Endpoint", "ExportSource", "Request", "Signatures",
