@@ -119,6 +119,12 @@ def test_served_commands_take_wav_bytes_and_refuse_bad_audio(commands_run, tmp_p
                          *map(str, files)]) == 0
         lines = capsys.readouterr().out.strip().splitlines()
         assert [line.split("\t")[1] for line in lines] == as_text(decoded["label"][:2])
+        # Locally, without a server: the export answers the same files in this process.
+        assert cli.main(["predict", "--local", str(tmp_path / "models" / "commands"), *map(str, files)]) == 0
+        local = capsys.readouterr().out.strip().splitlines()
+        assert [line.split("\t")[1] for line in local] == as_text(decoded["label"][:2])
+        assert cli.main(["predict", "--local", str(commands_run), str(files[0])]) != 0
+        assert "is a run; --local takes an export" in capsys.readouterr().err
         (tmp_path / "notes.txt").write_text("hello")
         assert cli.main(["predict", "--server", f"127.0.0.1:{server.grpc_port}", "--model", "commands",
                          str(tmp_path / "notes.txt")]) != 0

@@ -36,7 +36,10 @@ class Predictor:
     Attributes:
         signature_names: the signatures this predictor can call.
         inputs: the called signature's input names.
+        version_dir: the export's version folder (None for a run).
     """
+
+    version_dir = None
 
     def __init__(self, functions: dict, signature: str, source: str, defaults: dict | None = None):
         if signature not in functions:
@@ -129,6 +132,7 @@ def load(path, *, signature: str = SERVING_DEFAULT, checkpoint: str = "model") -
         functions[key] = (fn, specs)
     predictor = Predictor(functions, signature, str(version_dir), _signature_defaults(version_dir))
     predictor._loaded = loaded  # keeps the variables alive
+    predictor.version_dir = version_dir
     return predictor
 
 

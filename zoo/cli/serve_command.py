@@ -26,6 +26,7 @@ example:
   zoo predict --server localhost:8500 --model digits --signature serving_default digit.png
                                                    (decoded to pixels here, sent as floats)
   zoo predict --server localhost:8501 --rest --model imdb "a gripping film" "dull"
+  zoo predict --local models/commands yes.wav                 (no server: the export answers here)
 """
 
 SERVE_EXAMPLES = """\
@@ -65,7 +66,9 @@ def add_parsers(subparsers) -> None:
         epilog=PREDICT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="FILE|TEXT", help="files to send, or texts")
     p.add_argument("--server", help="HOST:PORT (default localhost:8500, or localhost:8501 with --rest)")
-    p.add_argument("--model", required=True, help="the model name on the server")
+    p.add_argument("--model", help="the model name on the server")
+    p.add_argument("--local", metavar="EXPORT", help="answer here, without a server, from an export "
+                                                     "(models/NAME, its latest version, or models/NAME/VERSION)")
     p.add_argument("--signature", help="signature key (default: image_bytes for image files when the "
                                        "model has it, else serving_default)")
     p.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
@@ -128,6 +131,12 @@ def run_predict(args) -> int:
     if missing:
         raise FileNotFoundError(f"no such file: {', '.join(missing)}")
 
+    if args.local is not None:
+        if args.server or args.model or args.rest:
+            raise ValueError("--local answers from an export here; it takes no --server, --model or --rest")
+        return _predict_locally(args)
+    if not args.model:
+        raise ValueError("give --model NAME (the model on the server), or --local EXPORT to answer without a server")
     server = args.server or ("localhost:8501" if args.rest else "localhost:8500")
     client = Client(server, args.model, protocol="rest" if args.rest else "grpc", timeout=args.timeout,
                     retries=2)
@@ -156,12 +165,39 @@ def run_predict(args) -> int:
         raise (ValueError if bad_request else RuntimeError)(f"{server}: {e}") from None
     finally:
         client.close()
+    _print_answers(args, task, outputs)
+    return 0
+
+
+def _predict_locally(args) -> int:
+    """`zoo predict --local EXPORT`: the export answers in this process, as its server would."""
+    import zoo
+    from export.model_card import read_signatures
+    from zoo import tasks
+
+    predictor = zoo.load(args.local)
+    if predictor.version_dir is None:
+        raise ValueError(f"{args.local} is a run; --local takes an export (zoo export {args.local}), or use "
+                         f"zoo.load({str(args.local)!r}) in Python")
+    signatures = read_signatures(predictor.version_dir)
+    if args.signature is not None and args.signature not in signatures:
+        raise ValueError(f"{predictor.version_dir} has no signature {args.signature!r}; it has: "
+                         f"{', '.join(signatures)}")
+    task = tasks.task_for_signatures(signatures)
+    if task is not None:
+        name, inputs = task.read_request(args.inputs, signatures, args.signature)
+    else:
+        name, inputs = _plain_request(args.inputs, signatures, args.signature or "serving_default")
+    _print_answers(args, task, predictor(inputs, signature=name))
+    return 0
+
+
+def _print_answers(args, task, outputs) -> None:
     for source, row in zip(args.inputs, _rows(outputs)):
         if args.json:
             print(json.dumps({"input": source, "outputs": row}, ensure_ascii=False))
         else:
             print(f"{source}\t{task.format_answer(row) if task else json.dumps(row, ensure_ascii=False)}")
-    return 0
 
 
 def _plain_request(values, signatures: dict, name: str):
