@@ -6,9 +6,7 @@ not send (not a WAV, truncated, 8- and 24-bit PCM, 44.1 kHz, a ten-minute clip, 
 empty one).
 """
 
-import io
 import json
-import wave
 
 import numpy as np
 import pytest
@@ -18,26 +16,13 @@ import zoo
 from zoo.data import registry as datasets
 from zoo.tasks import audio_codec
 from zoo.tasks.base import as_text
+from tests.wav_files import wav_bytes
 
 
 @pytest.fixture(scope="module")
 def commands_run(tmp_path_factory):
     return zoo.train("ds_cnn", "spoken_commands", epochs=8, batch_size=32, learning_rate=3e-3, lr_schedule="cosine",
                      out_dir=tmp_path_factory.mktemp("commands") / "run", verbose=0)
-
-
-def _wav(samples, rate=16_000, width=2, channels=1) -> bytes:
-    """WAV bytes of integer samples [N] or [N, channels], `width` bytes each, as Python's wave module writes them."""
-    samples = np.asarray(samples, np.int64).ravel()
-    frames = b"".join(int(v).to_bytes(width, "little", signed=width > 1) for v in samples) if width != 2 \
-        else samples.astype("<i2").tobytes()
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as f:
-        f.setnchannels(channels)
-        f.setsampwidth(width)
-        f.setframerate(rate)
-        f.writeframes(frames)
-    return buffer.getvalue()
 
 
 def test_spoken_commands_are_recognised_in_voices_never_heard(commands_run):
@@ -61,9 +46,9 @@ def test_the_clip_rule_and_wav_decoding():
     pcm = audio_codec.as_pcm16(half)
     assert (audio_codec.decode_wav(tf.constant(audio_codec.encode_wav(pcm)), 16_000).numpy() == pcm).all()
     stereo = np.stack([np.full(100, 1000), np.full(100, -3000)], axis=1)
-    mono = audio_codec.decode_wav(tf.constant(_wav(stereo, channels=2)), 16_000).numpy()
+    mono = audio_codec.decode_wav(tf.constant(wav_bytes(stereo, channels=2)), 16_000).numpy()
     np.testing.assert_allclose(mono, -1000 / 32768, atol=1e-7)
-    assert audio_codec.decode_wav(tf.constant(_wav(np.zeros(0))), 16_000).numpy().shape == (0,)
+    assert audio_codec.decode_wav(tf.constant(wav_bytes(np.zeros(0))), 16_000).numpy().shape == (0,)
 
 
 def test_served_commands_take_wav_bytes_and_refuse_bad_audio(commands_run, tmp_path, capsys):
@@ -83,7 +68,7 @@ def test_served_commands_take_wav_bytes_and_refuse_bad_audio(commands_run, tmp_p
                       .as_numpy_iterator()])
     clips = audio_codec.as_pcm16(clips)
     wavs = np.array([audio_codec.encode_wav(c) for c in clips], dtype=object)
-    ten_minutes = _wav(np.zeros(16_000 * 600, np.int16))
+    ten_minutes = wav_bytes(np.zeros(16_000 * 600, np.int16))
     with ModelServer(model_config_file=str(tmp_path / "models" / "models.config"), port=0, host="127.0.0.1") as server:
         with Client(f"127.0.0.1:{server.grpc_port}", "commands") as client:
             samples = client.predict({"waveform": clips})
@@ -93,15 +78,15 @@ def test_served_commands_take_wav_bytes_and_refuse_bad_audio(commands_run, tmp_p
             # Any length: cut or padded to a second by the clip rule, like training.
             short = client.predict({"waveform": clips[:, :4_000]})
             assert short["probabilities"].shape == (3, 10)
-            empty = client.predict({"audio_bytes": np.array([_wav(np.zeros(0))], dtype=object)},
+            empty = client.predict({"audio_bytes": np.array([wav_bytes(np.zeros(0))], dtype=object)},
                                    signature="audio_bytes")
             assert np.isfinite(empty["probabilities"]).all()  # an empty clip is silence: a defined answer
             bad = {
                 "not a WAV": (b"ID3\x03 this is an mp3", "Header mismatch"),
                 "truncated": (wavs[0][:30], "too short"),
-                "8-bit": (_wav(np.full(800, 128), width=1), "16-bit"),
-                "24-bit": (_wav(np.zeros(800, np.int32), width=3), "16-bit"),
-                "44.1 kHz": (_wav(np.zeros(4_410, np.int16), rate=44_100), "44100"),
+                "8-bit": (wav_bytes(np.full(800, 128), width=1), "16-bit"),
+                "24-bit": (wav_bytes(np.zeros(800, np.int32), width=3), "16-bit"),
+                "44.1 kHz": (wav_bytes(np.zeros(4_410, np.int16), rate=44_100), "44100"),
                 "ten minutes": (ten_minutes, "more than this model takes"),
             }
             for what, (data, words) in bad.items():

@@ -6,9 +6,7 @@ the Keras model's logits, padding invariance, WAV bytes against the same samples
 waveform, a served export with hostile audio, and LibriSpeech's loader (mocked TFDS).
 """
 
-import io
 import json
-import wave
 
 import keras
 import numpy as np
@@ -20,6 +18,7 @@ import zoo
 from zoo.data import dataset_info, registry as datasets, tfds_source
 from zoo.tasks import audio_codec, speech_to_text as stt
 from zoo.tasks.base import as_text
+from tests.wav_files import wav_bytes
 
 # The recipe the learning test holds to: 12 epochs of 7-10 s on two cores.
 RECIPE = dict(epochs=12, batch_size=32, learning_rate=2e-3, mixed_precision="off")
@@ -122,16 +121,6 @@ def test_text_normalization_and_labels():
     assert not np.isclose(full[1], short[1])
 
 
-def _wav(frames: bytes, width: int, rate: int = 16000, channels: int = 1) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as f:
-        f.setnchannels(channels)
-        f.setsampwidth(width)
-        f.setframerate(rate)
-        f.writeframes(frames)
-    return buffer.getvalue()
-
-
 def test_served_export_answers_text_and_refuses_what_it_cannot_read(run, model, test_clips, tmp_path, capsys):
     from export import export_saved_model
     from export.model_card import read_saved_model
@@ -155,10 +144,10 @@ def test_served_export_answers_text_and_refuses_what_it_cannot_read(run, model, 
         "not a WAV": b"hello, this is not audio",
         "truncated header": wav[:30],
         "truncated data": wav[:len(wav) // 2],
-        "8-bit": _wav((pcm // 256 + 128).astype(np.uint8).tobytes(), 1),
-        "24-bit": _wav(b"".join((int(s) * 256).to_bytes(3, "little", signed=True) for s in pcm[:4000]), 3),
-        "8 kHz": _wav(pcm.tobytes(), 2, rate=8000),
-        "31 s": _wav(np.zeros(31 * 16000, "<i2").tobytes(), 2),
+        "8-bit": wav_bytes((pcm // 256 + 128).astype(np.uint8).tobytes(), 1),
+        "24-bit": wav_bytes(b"".join((int(s) * 256).to_bytes(3, "little", signed=True) for s in pcm[:4000]), 3),
+        "8 kHz": wav_bytes(pcm.tobytes(), 2, rate=8000),
+        "31 s": wav_bytes(np.zeros(31 * 16000, "<i2").tobytes(), 2),
     }
     with ModelServer(model_config_file=str(tmp_path / "models" / "models.config"), port=0, host="127.0.0.1") as server:
         with Client(f"127.0.0.1:{server.grpc_port}", "stt") as client:
@@ -168,7 +157,7 @@ def test_served_export_answers_text_and_refuses_what_it_cannot_read(run, model, 
             beams = as_text(client.predict({"waveform": waveform}, signature="beam_search")["text"])
             assert len(beams) == 3 and all(isinstance(b, str) for b in beams)
             # Nothing, or silence, answers "": an empty WAV, an empty clip, zeros.
-            empty = np.array([_wav(b"", 2), wav], dtype=object)
+            empty = np.array([wav_bytes(b"", 2), wav], dtype=object)
             assert as_text(client.predict({"audio_bytes": empty}, signature="audio_bytes")["text"]) == \
                 ["", expected[0]]
             assert as_text(client.predict({"waveform": np.zeros((2, 0), np.float32)})["text"]) == ["", ""]

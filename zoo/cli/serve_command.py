@@ -125,7 +125,6 @@ def run_predict(args) -> int:
     import pathlib
 
     from serving.client import Client, ClientError
-    from zoo import tasks
 
     missing = [v for v in args.inputs if v.lower().endswith(FILE_SUFFIXES) and not pathlib.Path(v).is_file()]
     if missing:
@@ -147,14 +146,7 @@ def run_predict(args) -> int:
         if args.signature is not None and args.signature not in signatures:
             raise ValueError(f"model {args.model!r} has no signature {args.signature!r}; it has: "
                              f"{', '.join(signatures)}")
-        # The server knows signatures, not tasks: the task whose exports look like this
-        # one reads the request and shows the answer; any other model gets strings or
-        # file bytes sent as they are.
-        task = tasks.task_for_signatures(signatures)
-        if task is not None:
-            name, inputs = task.read_request(args.inputs, signatures, args.signature)
-        else:
-            name, inputs = _plain_request(args.inputs, signatures, args.signature or "serving_default")
+        task, name, inputs = _request(args, signatures)
         if name not in signatures:
             raise ValueError(f"model {args.model!r} has no signature {name!r}; it has: {', '.join(signatures)}")
         outputs = client.predict(inputs, signature=name, version=args.version, label=args.label)
@@ -173,7 +165,6 @@ def _predict_locally(args) -> int:
     """`zoo predict --local EXPORT`: the export answers in this process, as its server would."""
     import zoo
     from export.model_card import read_signatures
-    from zoo import tasks
 
     predictor = zoo.load(args.local)
     if predictor.version_dir is None:
@@ -183,13 +174,21 @@ def _predict_locally(args) -> int:
     if args.signature is not None and args.signature not in signatures:
         raise ValueError(f"{predictor.version_dir} has no signature {args.signature!r}; it has: "
                          f"{', '.join(signatures)}")
-    task = tasks.task_for_signatures(signatures)
-    if task is not None:
-        name, inputs = task.read_request(args.inputs, signatures, args.signature)
-    else:
-        name, inputs = _plain_request(args.inputs, signatures, args.signature or "serving_default")
+    task, name, inputs = _request(args, signatures)
     _print_answers(args, task, predictor(inputs, signature=name))
     return 0
+
+
+def _request(args, signatures: dict):
+    """(task, signature key, inputs) for the VALUES: the task whose exports have these
+    signatures reads them (a server knows signatures, not tasks); any other model gets
+    strings or file bytes sent as they are."""
+    from zoo import tasks
+
+    task = tasks.task_for_signatures(signatures)
+    if task is not None:
+        return (task,) + task.read_request(args.inputs, signatures, args.signature)
+    return (None,) + _plain_request(args.inputs, signatures, args.signature or "serving_default")
 
 
 def _print_answers(args, task, outputs) -> None:

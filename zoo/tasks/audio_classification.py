@@ -23,10 +23,10 @@ import logging
 import numpy as np
 import tensorflow as tf
 
-from zoo.data import registry as datasets
 from zoo.tasks import audio_codec
 from zoo.tasks.base import (
     CLASSIFY_METHOD, PREDICT_METHOD, Endpoint, ExportSource, Request, Signatures, model_inputs, register_task,
+    training_inputs,
 )
 from zoo.tasks.classification import Classification, classify_outputs, label_table, predict_outputs
 
@@ -40,12 +40,6 @@ def audio_example(wav: bytes) -> tf.train.Example:
     """A tf.Example for `classify`: a WAV file's bytes as the feature "audio"."""
     return tf.train.Example(features=tf.train.Features(feature={
         AUDIO_FEATURE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[bytes(wav)]))}))
-
-
-def _as_float(samples):
-    """float32 samples in -1..1 of float samples, or of 16-bit integer ones (TFDS' int16 audio)."""
-    samples = tf.convert_to_tensor(samples)
-    return tf.cast(samples, tf.float32) / (32768.0 if samples.dtype.is_integer else 1.0)
 
 
 def _fallback_clips(count: int) -> np.ndarray:
@@ -70,7 +64,7 @@ class AudioClassification(Classification):
 
     # --- data ----------------------------------------------------------------
     def prepare_examples(self, ds, info, data_dir=None, download=True):
-        ds = ds.map(lambda x, y: (audio_codec.fit_clip(_as_float(x)), y), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, y: (audio_codec.fit_clip(audio_codec.as_float(x)), y), num_parallel_calls=tf.data.AUTOTUNE)
         return ds, dataclasses.replace(info, input_shape=(audio_codec.CLIP_SAMPLES,), input_dtype="float32")
 
     def batch_features(self, x, y):
@@ -92,19 +86,13 @@ class AudioClassification(Classification):
                           "mixed down, other sample rates are refused")
 
     def examples(self, source: ExportSource, given, count):
-        clips, origin = None, "tones"
         if given is not None:
             clips, origin = list(given)[:count], "given"
-        elif source.dataset_name:
-            name, config = source.dataset_name, source.config or {}
-            try:
-                raw = datasets.get_dataset(name).examples("train", data_dir=config.get("data_dir"), download=False)
-                clips, origin = [x for x, _ in raw.take(count).as_numpy_iterator()], f"{name}:train[:{count}]"
-            except Exception as e:  # data not on this machine: warn and still export
-                log.warning("Could not read examples of %s (%s); warm-up uses tones.", name, e)
+        else:
+            clips, origin = training_inputs(source, count)
         if not clips:
             clips, origin = _fallback_clips(count), "tones"
-        clips = np.stack([audio_codec.fit_clip(_as_float(np.asarray(c))).numpy() for c in clips])
+        clips = np.stack([audio_codec.fit_clip(audio_codec.as_float(np.asarray(c))).numpy() for c in clips])
         return {"waveform": audio_codec.as_pcm16(clips)}, origin
 
     def model_inputs(self, examples, assets):

@@ -50,6 +50,12 @@ def decode_wav(data, max_samples: int):
         return tf.reduce_sum(audio, axis=1) / tf.cast(channels, tf.float32)
 
 
+def as_float(samples):
+    """float32 samples in -1..1 of float samples, or of 16-bit integer ones (TFDS' int16 audio)."""
+    samples = tf.convert_to_tensor(samples)
+    return tf.cast(samples, tf.float32) / (32768.0 if samples.dtype.is_integer else 1.0)
+
+
 def fit_clip(waveform, samples: int = CLIP_SAMPLES):
     """The clip rule of audio classifiers: the first `samples` samples [..., N], zero-padded at the end."""
     waveform = waveform[..., :samples]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import pathlib
 from typing import Any, Callable
 
@@ -31,6 +32,7 @@ CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 
 _TASKS: dict[str, "Task"] = {}
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,6 +224,24 @@ class Task:
     def format_answer(self, row: dict) -> str:
         """One line for one example's outputs (`zoo predict`)."""
         return " ".join(f"{k}={v}" for k, v in row.items())
+
+
+def training_inputs(source: ExportSource, count: int) -> tuple[list | None, str]:
+    """(the first `count` inputs of the training split of the dataset `source` names,
+    where they came from), or (None, why not): an export's warm-up reads real examples
+    when the data is on this machine and still exports, with a warning, when it is not."""
+    name, config = source.dataset_name, source.config or {}
+    if not name:
+        return None, "no dataset named"
+    from zoo.data import registry as datasets
+
+    try:
+        raw = datasets.get_dataset(name).examples("train", data_dir=config.get("data_dir"), download=False)
+        inputs = [x for x, _ in raw.take(count).as_numpy_iterator()]
+    except Exception as e:  # data not on this machine: warn and still export
+        log.warning("Could not read examples of %s (%s); the warm-up uses fixed ones.", name, e)
+        return None, str(e)
+    return (inputs or None), f"{name}:train[:{count}]"
 
 
 def model_inputs(model) -> dict | None:

@@ -42,10 +42,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo.data import registry as datasets
 from zoo.tasks import audio_codec
 from zoo.tasks.base import PREDICT_METHOD, Endpoint, ExportSource, Request, Signatures, Task, as_text, model_inputs, \
-    register_task
+    register_task, training_inputs
 
 log = logging.getLogger(__name__)
 
@@ -173,12 +172,6 @@ def clip_lengths(waveform) -> np.ndarray:
     return np.where(nonzero.any(axis=1), nonzero.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
 
 
-def _as_float(samples):
-    """float32 samples in -1..1 of float samples, or of 16-bit integer ones (TFDS' int16 audio)."""
-    samples = tf.convert_to_tensor(samples)
-    return tf.cast(samples, tf.float32) / (32768.0 if samples.dtype.is_integer else 1.0)
-
-
 def _one_row(values):
     # [1, (N)]: tf.data's batch stacks rows of any length into a ragged [B, 1, (N)]
     # that batch_features pads to the batch's longest.
@@ -241,7 +234,7 @@ class SpeechToText(Task):
 
     def prepare_examples(self, ds, info, data_dir=None, download=True):
         def featurize(waveform, text):
-            return _one_row(tf.reshape(_as_float(waveform), [-1])), _one_row(encode_text(normalize_text(text)))
+            return _one_row(tf.reshape(audio_codec.as_float(waveform), [-1])), _one_row(encode_text(normalize_text(text)))
 
         ds = ds.map(featurize, num_parallel_calls=tf.data.AUTOTUNE)
         return ds, dataclasses.replace(info, input_shape=(None,), input_dtype="float32")
@@ -270,20 +263,14 @@ class SpeechToText(Task):
                              "beam_search": f"CTC beam search, {assets['beam_width']} beams, best path"}}
 
     def examples(self, source: ExportSource, given, count):
-        clips, origin = None, "tones"
         if given is not None:
             clips, origin = list(given)[:count], "given"
-        elif source.dataset_name:
-            name, config = source.dataset_name, source.config or {}
-            try:
-                raw = datasets.get_dataset(name).examples("train", data_dir=config.get("data_dir"), download=False)
-                clips, origin = [x for x, _ in raw.take(count).as_numpy_iterator()], f"{name}:train[:{count}]"
-            except Exception as e:  # data not on this machine: warn and still export
-                log.warning("Could not read examples of %s (%s); warm-up uses tones.", name, e)
+        else:
+            clips, origin = training_inputs(source, count)
         if not clips:
             clips, origin = _fallback_clips()[:count], "tones"
         # Samples a 16-bit WAV holds, so that audio_bytes reads what waveform reads.
-        clips = [audio_codec.as_pcm16(np.ravel(_as_float(np.asarray(c)).numpy())) for c in clips]
+        clips = [audio_codec.as_pcm16(np.ravel(audio_codec.as_float(np.asarray(c)).numpy())) for c in clips]
         waveform = np.zeros((len(clips), max(max(len(c) for c in clips), 1)), np.float32)
         for row, clip in zip(waveform, clips):
             row[:len(clip)] = clip

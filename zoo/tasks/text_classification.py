@@ -23,6 +23,7 @@ from zoo.data import registry as datasets
 from zoo.data import tokenizer as tokenizers
 from zoo.tasks.base import (
     CLASSIFY_METHOD, PREDICT_METHOD, Endpoint, ExportSource, Request, Signatures, model_inputs, register_task,
+    training_inputs,
 )
 from zoo.tasks.classification import Classification, classify_outputs, label_table, predict_outputs
 
@@ -222,15 +223,9 @@ def text_examples(source: ExportSource, given, count: int, fallback, text_of=lam
     (`text_of(input)` each), else the `fallback` texts (no data on this machine)."""
     if given is not None:
         return {"text": as_bytes(list(given)[:count])}, "given"
-    name, config = source.dataset_name, source.config or {}
-    if name:
-        try:
-            raw = datasets.get_dataset(name).examples("train", data_dir=config.get("data_dir"), download=False)
-            texts = np.array([text_of(x) for x, _ in raw.take(count).as_numpy_iterator()], dtype=object)
-            if len(texts):
-                return {"text": texts}, f"{name}:train[:{count}]"
-        except Exception as e:  # data not on this machine: warn and still export
-            log.warning("Could not read examples of %s (%s); warm-up uses fixed sentences.", name, e)
+    inputs, origin = training_inputs(source, count)
+    if inputs:
+        return {"text": np.array([text_of(x) for x in inputs], dtype=object)}, origin
     return {"text": as_bytes(fallback[:count])}, "fixed sentences"
 
 
