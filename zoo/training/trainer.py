@@ -407,9 +407,9 @@ def load_run(run_dir: str | os.PathLike, which: str = "model"):
         )
     config = TrainConfig.from_json(json.loads((run_dir / "config.json").read_text()))
     info = json.loads((run_dir / "dataset.json").read_text())
-    # Importing the model's family registers its custom layers (PaddingMask, ...), which
+    # Importing the model families registers their custom layers (PaddingMask, ...), which
     # a fresh process (`zoo export RUN`) must have before the .keras file deserializes.
-    registry.get_model_spec(config.model)
+    registry.list_models()
     return keras.saving.load_model(path), config, info
 
 
