@@ -149,11 +149,7 @@ class AudioClassification(Classification):
     # --- command line ------------------------------------------------------------
     def read_request(self, values, signatures, signature=None):
         """WAV files, sent as they are to `audio_bytes`."""
-        signature = signature or "audio_bytes"
-        if list(signatures.get(signature, {}).get("inputs", {})) != ["audio_bytes"]:
-            raise ValueError(f"signature {signature!r} does not take WAV bytes; zoo predict sends .wav files to "
-                             "audio_bytes (use serving.Client to send samples to serving_default)")
-        return signature, {"audio_bytes": audio_codec.read_wav_files(values)}
+        return audio_codec.wav_request(values, signatures, signature, "serving_default")
 
 
 TASK = register_task(AudioClassification())

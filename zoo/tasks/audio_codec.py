@@ -103,3 +103,13 @@ def read_wav_files(values) -> np.ndarray:
     if not_wav:
         raise ValueError(f"not a WAV file: {', '.join(not_wav)} (an audio model takes 16 kHz 16-bit PCM .wav files)")
     return np.array([pathlib.Path(v).read_bytes() for v in values], dtype=object)
+
+
+def wav_request(values, signatures: dict, signature: str | None, other_signatures: str) -> tuple[str, dict]:
+    """`zoo predict` VALUES (.wav paths) as a request to `audio_bytes` (or the WAV-taking
+    `signature` asked for); `other_signatures` names where samples go instead."""
+    signature = signature or "audio_bytes"
+    if list(signatures.get(signature, {}).get("inputs", {})) != ["audio_bytes"]:
+        raise ValueError(f"signature {signature!r} does not take WAV bytes; zoo predict sends .wav files to "
+                         f"audio_bytes (use serving.Client to send samples to {other_signatures})")
+    return signature, {"audio_bytes": read_wav_files(values)}
