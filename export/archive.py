@@ -183,8 +183,7 @@ def plan_export(model_or_run_dir, *, task=None, label_names=None, checkpoint: st
     precision = None
     if source.model is not trained:
         mixed = task.reference(trained, inputs, assets)
-        diff = max((float(np.max(np.abs(np.asarray(mixed[k], np.float64) - np.asarray(v, np.float64))))
-                    for k, v in reference.items() if np.asarray(v).dtype.kind == "f" and np.size(v)), default=0.0)
+        diff = task.precision_difference(reference, mixed)
         precision = {"trained": model_policy(trained), "exported": "float32", "max_abs_diff_vs_trained": diff}
         if diff > PRECISION_TOLERANCE:
             raise ExportError(f"The float32 export of this {precision['trained']} model answers up to {diff:.3g} "

@@ -16,7 +16,10 @@ TINY = {
     "audio_classification": dict(num_classes=3),
     "speech_to_text": dict(samples=4000),  # a fixed length, for example_batch's random clips
     "seq2seq": dict(source_vocabulary_size=120, target_vocabulary_size=100, source_length=12, target_length=10),
+    "object_detection": dict(num_classes=3, input_shape=(64, 64, 3)),
 }
+# What every model of a task returns: one "logits" tensor, but for detectors.
+OUTPUT_NAMES = {"object_detection": ["bbox_regression", "cls_logits"]}
 TINY_BY_MODEL = {
     "resnet50": dict(width=4),
     "mobilenet_v2": dict(alpha=0.35),
@@ -37,6 +40,8 @@ TINY_BY_MODEL = {
     "speech_cnn": dict(filters=(4, 8), dense_units=8),
     "ds_cnn": dict(width=8, num_blocks=1),
     "ctc_recognizer": dict(filters=8, units=8, num_layers=1),
+    "light_detector": dict(filters=(4, 8, 8, 8), num_filters=8, head_layers=1),
+    "retinanet": dict(max_level=5, num_filters=16, head_layers=1),
 }
 
 
@@ -49,6 +54,26 @@ def output_width(name) -> int:
     """The last dimension of the tiny model's logits: classes, tags, target words or CTC's characters."""
     kwargs = tiny_kwargs(name)
     return kwargs.get("num_classes") or kwargs.get("target_vocabulary_size") or speech_to_text.NUM_CLASSES
+
+
+def output_names(name) -> list[str]:
+    return OUTPUT_NAMES.get(registry.get_model_spec(name).task, ["logits"])
+
+
+def class_outputs(out):
+    """The per-class output of a model's answer: the logits, or a detector's class logits."""
+    return out["cls_logits"] if isinstance(out, dict) else out
+
+
+def example_labels(model, out):
+    """Labels for one fit step on `example_batch`: class ids per example (or per word),
+    or, for a detector, one box per image ([B, 1, 4] pixels) and its class."""
+    if isinstance(out, dict):
+        height, width = model_inputs(model)["image"].shape[1:3]
+        batch = out["cls_logits"].shape[0]
+        boxes = np.tile(np.array([[[0.2 * height, 0.1 * width, 0.7 * height, 0.6 * width]]], np.float32), (batch, 1, 1))
+        return {"boxes": boxes, "labels": (np.arange(batch) % 3).astype(np.float32)[:, None]}
+    return (np.arange(np.prod(out.shape[:-1])) % 3).reshape(out.shape[:-1])
 
 
 def tiny_model(name):

@@ -78,6 +78,8 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="first wait up to this long for the model to be served (a server still starting)")
     p.add_argument("--json", action="store_true", help="print every output as JSON instead")
+    p.add_argument("--draw", metavar="PNG", help="an object detector's boxes drawn on the image, written to PNG "
+                   "(with several images, PNG is a folder that gets one file per image)")
     p.set_defaults(fn=run_predict, func=run_predict)
 
     p = subparsers.add_parser(
@@ -147,6 +149,7 @@ def run_predict(args) -> int:
             raise ValueError(f"model {args.model!r} has no signature {args.signature!r}; it has: "
                              f"{', '.join(signatures)}")
         task, name, inputs = _request(args, signatures)
+        _check_draw(args, task)
         if name not in signatures:
             raise ValueError(f"model {args.model!r} has no signature {name!r}; it has: {', '.join(signatures)}")
         outputs = client.predict(inputs, signature=name, version=args.version, label=args.label)
@@ -158,6 +161,7 @@ def run_predict(args) -> int:
     finally:
         client.close()
     _print_answers(args, task, outputs)
+    _draw(args, task, outputs)
     return 0
 
 
@@ -175,7 +179,10 @@ def _predict_locally(args) -> int:
         raise ValueError(f"{predictor.version_dir} has no signature {args.signature!r}; it has: "
                          f"{', '.join(signatures)}")
     task, name, inputs = _request(args, signatures)
-    _print_answers(args, task, predictor(inputs, signature=name))
+    _check_draw(args, task)
+    outputs = predictor(inputs, signature=name)
+    _print_answers(args, task, outputs)
+    _draw(args, task, outputs)
     return 0
 
 
@@ -197,6 +204,27 @@ def _print_answers(args, task, outputs) -> None:
             print(json.dumps({"input": source, "outputs": row}, ensure_ascii=False))
         else:
             print(f"{source}\t{task.format_answer(row) if task else json.dumps(row, ensure_ascii=False)}")
+
+
+def _check_draw(args, task) -> None:
+    if args.draw is not None and (task is None or not task.draws):
+        kind = task.name if task is not None else "not a zoo export"
+        raise ValueError(f"--draw draws an object detector's boxes; this model ({kind}) answers no boxes")
+
+
+def _draw(args, task, outputs) -> None:
+    """`--draw PNG`: each input image with its answer drawn on it."""
+    if args.draw is None:
+        return
+    out = pathlib.Path(args.draw)
+    if len(args.inputs) == 1:
+        targets = [out]
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        targets = [out / f"{i}_{pathlib.Path(v).stem}.png" for i, v in enumerate(args.inputs)]
+    for source, row, target in zip(args.inputs, _rows(outputs), targets):
+        task.draw(source, row, target)
+        print(f"drew {source} -> {target}")
 
 
 def _plain_request(values, signatures: dict, name: str):

@@ -189,6 +189,7 @@ def _ensure_registered():
     # Importing the sources runs their registrations.
     import zoo.data.digits  # noqa: F401
     import zoo.data.speech  # noqa: F401
+    import zoo.data.synthetic_detection  # noqa: F401
     import zoo.data.synthetic_entities  # noqa: F401
     import zoo.data.synthetic_sentiment  # noqa: F401
     import zoo.data.synthetic_shapes  # noqa: F401

@@ -75,8 +75,10 @@ def info(b, name: str, task: str | None = None, keys: tuple | None = None, split
     input_key, label_key = keys
     label = features[label_key]
     feature = features[input_key]
-    if isinstance(label, tfds.features.Sequence):  # one label per token (conll2003's "ner")
+    if isinstance(label, tfds.features.Sequence):  # one label per token (conll2003's "ner") or per object
         label = label.feature
+    if isinstance(label, tfds.features.FeaturesDict):  # a detection set's objects: {"bbox", "label", ...}
+        label = label["label"] if "label" in label else None
     if task is None:  # an unregistered TFDS name: the task that reads its input feature
         task = tasks.task_for_feature(feature.dtype, tuple(feature.shape))
         if task is None:
@@ -104,16 +106,17 @@ class TfdsDataset(Dataset):
 
     `keys` names the (input, label) features of a set without supervised keys;
     `splits` maps the zoo's split names to the set's own ({"validation": "dev"}, or
-    {"test": "validation"} where the published test split has no labels).
+    {"test": "validation"} where the published test split has no labels);
+    `options` are the `load_dataset` options the set defaults to.
     """
 
     offline = False
     source = "tfds"
 
     def __init__(self, name: str, task: str | None = None, description: str = "", keys: tuple | None = None,
-                 splits: dict | None = None):
+                 splits: dict | None = None, options: dict | None = None):
         self.name, self.task, self.description = name, task, description
-        self.keys, self.splits = keys, dict(splits or {})
+        self.keys, self.splits, self.options = keys, dict(splits or {}), dict(options or {})
 
     def info(self, data_dir=None, download=True) -> DatasetInfo:
         return info(builder(self.name, data_dir, download), self.name, self.task, self.keys, self.splits)
@@ -152,3 +155,11 @@ add_dataset(TfdsDataset("librispeech", "speech_to_text", "LibriVox audiobooks re
                         splits={"train": "train_clean100", "validation": "dev_clean", "test": "test_clean"}))
 add_dataset(TfdsDataset("speech_commands", "audio_classification", "one-second spoken commands, 16 kHz, 12 classes",
                         keys=("audio", "label")))
+# Detection sets: the label is the `objects` dict, whose `bbox` TFDS already gives
+# normalised as [ymin, xmin, ymax, xmax] (the zoo's box format) and `label` the class.
+# Photos come in many sizes; the task resizes them to one.
+add_dataset(TfdsDataset("voc/2007", "object_detection", "PASCAL VOC 2007, 20 classes",
+                        keys=("image", "objects"), options={"image_size": (384, 384)}))
+# COCO's test split has no labels: its validation split is the test split here.
+add_dataset(TfdsDataset("coco/2017", "object_detection", "COCO 2017, 80 classes",
+                        keys=("image", "objects"), splits={"test": "validation"}, options={"image_size": (384, 384)}))

@@ -1,6 +1,7 @@
 """Model families; importing this package registers every builder."""
 
 from zoo.models import (  # noqa: F401
-    bert, bilstm_tagger, ctc_recognizer, ds_cnn, mlp, mobilenet, resnet, rnn, simple_cnn, speech_cnn, text_cnn,
+    bert, bilstm_tagger, ctc_recognizer, ds_cnn, mlp, mobilenet, resnet, retinanet, rnn, simple_cnn, speech_cnn,
+    text_cnn,
     transformer_classifier, transformer_seq2seq,
 )

@@ -2,7 +2,7 @@
 
 One registered `Task` object per module here (`image_classification`,
 `text_classification`, `token_classification`, `seq2seq`, `audio_classification`,
-`speech_to_text`); see `zoo.tasks.base` for what a task owns.
+`speech_to_text`, `object_detection`); see `zoo.tasks.base` for what a task owns.
 
     from zoo.tasks import get_task, list_tasks
     get_task("image_classification").loss()
@@ -13,7 +13,8 @@ from zoo.tasks.base import (
     get_task, list_tasks, register_task,
 )
 from zoo.tasks import (  # noqa: F401,E402 - registers the tasks
-    audio_classification, image_classification, seq2seq, speech_to_text, text_classification, token_classification,
+    audio_classification, image_classification, object_detection, seq2seq, speech_to_text, text_classification,
+    token_classification,
 )
 
 __all__ = [

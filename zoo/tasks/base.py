@@ -201,6 +201,13 @@ class Task:
         """(errors, max |difference|) of one exported call's outputs against the reference."""
         raise NotImplementedError
 
+    def precision_difference(self, reference: dict, other: dict) -> float:
+        """How far `other` (the answers of the model as trained in mixed precision) is from
+        `reference` (its float32 export's) on the same examples: max |difference| of the
+        float outputs."""
+        return max((float(np.max(np.abs(np.asarray(other[k], np.float64) - np.asarray(v, np.float64))))
+                    for k, v in reference.items() if np.asarray(v).dtype.kind == "f" and np.size(v)), default=0.0)
+
     def card(self, assets: dict) -> dict:
         """Task fields of the model card (labels, limits, tokenizer)."""
         return {}
@@ -224,6 +231,13 @@ class Task:
     def format_answer(self, row: dict) -> str:
         """One line for one example's outputs (`zoo predict`)."""
         return " ".join(f"{k}={v}" for k, v in row.items())
+
+    # True when `draw` draws this task's answers on its input (`zoo predict --draw`).
+    draws: bool = False
+
+    def draw(self, source: str, row: dict, target) -> None:
+        """Writes the input file `source` with one example's outputs drawn on it to `target` (PNG)."""
+        raise NotImplementedError
 
 
 def training_inputs(source: ExportSource, count: int) -> tuple[list | None, str]:

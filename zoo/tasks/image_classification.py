@@ -78,6 +78,7 @@ class ImageClassification(Classification):
     input_names = ("image",)
     data_arguments = ("num_classes", "input_shape")
     serving_inputs = ("image",)
+    serving_outputs = ("probabilities", "class_id", "label")
     data_options = ("image_size",)
     export_options = ("max_image_pixels",)
 
@@ -232,30 +233,34 @@ class ImageClassification(Classification):
 
     # --- command line ------------------------------------------------------------
     def read_request(self, values, signatures, signature=None):
-        """Image files: sent as they are to `image_bytes`, or decoded to pixels when the
-        chosen signature takes pixels."""
-        missing = [v for v in values if not pathlib.Path(v).is_file()]
-        if missing:
-            raise FileNotFoundError(f"no such image file: {', '.join(missing)} (an image model takes "
-                                    "PNG/JPEG/GIF/BMP files)")
-        not_images = [v for v in values if not is_image_file(v)]
-        if not_images:
-            raise ValueError(f"not a PNG/JPEG/GIF/BMP image: {', '.join(not_images)}")
-        if signature in (None, "image_bytes") and "image_bytes" in signatures:
-            return "image_bytes", {"image_bytes": np.array([pathlib.Path(v).read_bytes() for v in values],
-                                                           dtype=object)}
-        signature = signature or "serving_default"
-        inputs = signatures.get(signature, {}).get("inputs", {})
-        if list(inputs) != ["image"] or len(inputs["image"]["shape"] or ()) != 4:
-            raise ValueError(f"signature {signature!r} does not take image [B,H,W,C] pixels; it takes "
-                             f"{', '.join(inputs) or 'nothing'}")
-        _, height, width, channels = inputs["image"]["shape"]
-        if None in (height, width, channels):
-            raise ValueError(f"signature {signature!r} takes images of any size; send the files to a signature "
-                             "that takes encoded bytes (image_bytes) or use serving.Client")
-        images = [image_codec.decode_image(pathlib.Path(v).read_bytes(), height, width, channels).numpy()
-                  for v in values]
-        return signature, {"image": np.stack(images).astype(np.float32)}
+        return read_image_request(values, signatures, signature)
+
+
+def read_image_request(values, signatures: dict, signature: str | None = None) -> tuple[str, dict]:
+    """`zoo predict`'s request of image files: sent as they are to `image_bytes`, or
+    decoded to pixels when the chosen signature takes [B,H,W,C] pixels of a fixed size."""
+    missing = [v for v in values if not pathlib.Path(v).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such image file: {', '.join(missing)} (an image model takes "
+                                "PNG/JPEG/GIF/BMP files)")
+    not_images = [v for v in values if not is_image_file(v)]
+    if not_images:
+        raise ValueError(f"not a PNG/JPEG/GIF/BMP image: {', '.join(not_images)}")
+    if signature in (None, "image_bytes") and "image_bytes" in signatures:
+        return "image_bytes", {"image_bytes": np.array([pathlib.Path(v).read_bytes() for v in values],
+                                                       dtype=object)}
+    signature = signature or "serving_default"
+    inputs = signatures.get(signature, {}).get("inputs", {})
+    if list(inputs) != ["image"] or len(inputs["image"]["shape"] or ()) != 4:
+        raise ValueError(f"signature {signature!r} does not take image [B,H,W,C] pixels; it takes "
+                         f"{', '.join(inputs) or 'nothing'}")
+    _, height, width, channels = inputs["image"]["shape"]
+    if None in (height, width, channels):
+        raise ValueError(f"signature {signature!r} takes images of any size; send the files to a signature "
+                         "that takes encoded bytes (image_bytes) or use serving.Client")
+    images = [image_codec.decode_image(pathlib.Path(v).read_bytes(), height, width, channels).numpy()
+              for v in values]
+    return signature, {"image": np.stack(images).astype(np.float32)}
 
 
 TASK = register_task(ImageClassification())

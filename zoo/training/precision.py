@@ -75,12 +75,32 @@ def float32_model(model: keras.Model) -> keras.Model:
     if model_policy(model) == "float32":
         return model
 
-    def clone(layer):
-        config = layer.get_config()
-        config["dtype"] = "float32"
-        return layer.__class__.from_config(config)
+    if type(model).__module__.split(".")[0] != "keras":
+        # A model class of its own (a keras-hub task such as the detectors) is rebuilt
+        # from its config, every mixed policy in it made float32: it keeps its class.
+        copy = type(model).from_config(_float32_config(model.get_config()))
+    else:
+        def clone(layer):
+            config = layer.get_config()
+            config["dtype"] = "float32"
+            return layer.__class__.from_config(config)
 
-    copy = keras.models.clone_model(model, clone_function=clone)
+        copy = keras.models.clone_model(model, clone_function=clone)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def _float32_config(config):
+    """A layer or model config with every mixed dtype policy in it (at any depth) made float32."""
+    if isinstance(config, dict):
+        return {k: "float32" if k == "dtype" and _is_mixed(v) else _float32_config(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [_float32_config(v) for v in config]
+    return config
+
+
+def _is_mixed(value) -> bool:
+    if isinstance(value, dict):  # a serialized DTypePolicy
+        value = (value.get("config") or {}).get("name", "")
+    return isinstance(value, str) and value.startswith("mixed_")
 
