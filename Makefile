@@ -30,7 +30,7 @@ demo: $(STAMP)
 	$(VENV)/bin/zoo demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=30 tests
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
