@@ -55,6 +55,7 @@ SCORE_THRESHOLD = 0.05
 IOU_THRESHOLD = 0.5
 SCORE_TOLERANCE = 1e-4  # max |difference| of exported scores from Keras'
 BOX_TOLERANCE = 1e-4  # ... and of normalised box coordinates
+SHOWN_SCORE = 0.5  # zoo predict prints and draws the detections scoring at least this
 IGNORED_OBJECTS = ("is_crowd", "is_difficult")  # TFDS object flags of objects training skips
 OUTPUTS = ("boxes", "classes", "labels", "scores", "num_detections")
 
@@ -79,8 +80,10 @@ def decode(model, anchors, predictions, max_detections=MAX_DETECTIONS, score_thr
         anchors=anchors, boxes_delta=tf.cast(predictions["bbox_regression"], tf.float32),
         encoded_format="center_xywh", anchor_format=model.anchor_generator.bounding_box_format,
         box_format="yxyx", image_shape=(height, width, 3))
-    boxes = boxes / tf.constant([height, width, height, width], tf.float32)
-    scores = tf.sigmoid(tf.cast(predictions["cls_logits"], tf.float32))
+    boxes = tf.clip_by_value(boxes / tf.constant([height, width, height, width], tf.float32), 0.0, 1.0)
+    # A box wholly outside the image is empty once clipped: it is no detection.
+    inside = (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
+    scores = tf.sigmoid(tf.cast(predictions["cls_logits"], tf.float32)) * tf.cast(inside, tf.float32)[..., tf.newaxis]
     found = tf.image.combined_non_max_suppression(
         boxes[:, :, tf.newaxis, :], scores, max_output_size_per_class=max_detections,
         max_total_size=max_detections, iou_threshold=iou_threshold, score_threshold=score_threshold,
@@ -354,7 +357,8 @@ class ObjectDetection(Task):
     draws = True
 
     def draw(self, source, row, target) -> None:
-        """The image file `source` with each detection's box, label and score drawn on it, as PNG."""
+        """The image file `source` with the box, label and score of each detection that
+        `zoo predict` shows (score >= SHOWN_SCORE) drawn on it, as PNG."""
         from PIL import Image, ImageDraw
 
         with Image.open(source) as opened:
@@ -362,7 +366,7 @@ class ObjectDetection(Task):
         width, height = image.size
         canvas = ImageDraw.Draw(image)
         line = max(1, round(min(width, height) / 200))
-        for i in range(int(row.get("num_detections", 0))):
+        for i in _shown(row):
             ymin, xmin, ymax, xmax = row["boxes"][i]
             colour = _PALETTE[int(row["classes"][i]) % len(_PALETTE)]
             box = (xmin * width, ymin * height, xmax * width, ymax * height)
@@ -375,10 +379,17 @@ class ObjectDetection(Task):
         image.save(target, format="PNG")
 
     def format_answer(self, row: dict) -> str:
-        count = int(row.get("num_detections", 0))
+        """The detections scoring at least SHOWN_SCORE, one per line (--json gives them all)."""
+        shown = _shown(row)
+        rest = int(row.get("num_detections", 0)) - len(shown)
         found = [f"{row['labels'][i]} {row['scores'][i]:.2f} [{', '.join(f'{v:.3f}' for v in row['boxes'][i])}]"
-                 for i in range(count)]
-        return f"{count} detection{'s' if count != 1 else ''}" + ("".join(f"\n  {f}" for f in found))
+                 for i in shown]
+        more = f" ({rest} more under {SHOWN_SCORE}: --json shows them)" if rest else ""
+        return f"{len(shown)} detection{'s' if len(shown) != 1 else ''}{more}" + "".join(f"\n  {f}" for f in found)
+
+
+def _shown(row: dict) -> list[int]:
+    return [i for i in range(int(row.get("num_detections", 0))) if row["scores"][i] >= SHOWN_SCORE]
 
 
 # Box colours by class: bright enough for the black label text on them.
