@@ -153,9 +153,10 @@ def test_zoo_predict_prints_and_draws_the_detections(served, tmp_path, capsys):
     with Image.open(drawn) as picture:
         pixels = np.asarray(picture.convert("RGB"), np.float32)
     assert pixels.shape == image.shape
-    # The box's outline is drawn on the square's edges: pixels there changed.
+    # The box's top edge is drawn near the square's (within the 6% the test above allows).
     top, left = round(box[0] * 128), round(box[1] * 256)
-    assert np.abs(pixels[top - 1:top + 2, left + 10:left + 100] - image[top - 1:top + 2, left + 10:left + 100]).max() > 50
+    edge = (slice(top - 8, top + 9), slice(left + 20, left + 70))
+    assert np.abs(pixels[edge] - image[edge]).max() > 50
     # Several images: PNG is a folder with one drawing each.
     folder = tmp_path / "drawings"
     assert cli.main(["predict", "--local", str(path.parent), str(source), str(source), "--draw", str(folder)]) == 0

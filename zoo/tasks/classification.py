@@ -43,19 +43,7 @@ class Classification(Task):
         return {"num_classes": info.num_classes}
 
     def export_assets(self, source: ExportSource) -> dict:
-        num_classes = int(source.model.output.shape[-1])
-        if source.label_names is not None:
-            names = [str(n) for n in source.label_names]
-        elif source.dataset and source.dataset.get("label_names"):
-            names = list(source.dataset["label_names"])
-        else:
-            names = [str(i) for i in range(num_classes)]
-        if len(names) != num_classes:
-            raise ValueError(f"{len(names)} label names for a model with {num_classes} outputs.")
-        for name in names:
-            if "\n" in name or "\r" in name:
-                raise ValueError(f"Label names cannot contain line breaks: {name!r}.")
-        return {"label_names": names}
+        return {"label_names": label_names(source, int(source.model.output.shape[-1]))}
 
     def card(self, assets: dict) -> dict:
         return {"labels": list(assets["label_names"])}
@@ -103,6 +91,22 @@ class Classification(Task):
         elif "scores" in row:
             score = max(row["scores"])
         return f"{row.get('label')}\t{score:.4f}" if score is not None else str(row.get("label"))
+
+
+def label_names(source: ExportSource, num_classes: int) -> list[str]:
+    """The export's class names: the caller's, else the run's dataset's, else "0".."K-1"."""
+    if source.label_names is not None:
+        names = [str(n) for n in source.label_names]
+    elif source.dataset and source.dataset.get("label_names"):
+        names = list(source.dataset["label_names"])
+    else:
+        names = [str(i) for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} label names for a model with {num_classes} outputs.")
+    for name in names:
+        if "\n" in name or "\r" in name:
+            raise ValueError(f"Label names cannot contain line breaks: {name!r}.")
+    return names
 
 
 def label_table(label_names, staging_dir) -> tf.lookup.StaticHashTable:

@@ -38,7 +38,8 @@ PIXELS_FEATURE = "image"
 IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
 
 
-def _check_image_size(image_size):
+def image_size_option(image_size) -> tuple[int, int]:
+    """The `image_size` data option as (height, width); a clear error for anything else."""
     size = tuple(image_size)
     if len(size) != 2 or any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in size):
         raise ValueError(f"image_size must be (height, width) of positive ints, got {image_size!r}.")
@@ -91,7 +92,7 @@ class ImageClassification(Classification):
 
     def prepare_examples(self, ds, info, data_dir=None, download=True, image_size=None):
         if image_size is not None:
-            size = _check_image_size(image_size)
+            size = image_size_option(image_size)
             ds = ds.map(lambda x, y: (tf.cast(tf.image.resize(x, size), tf.uint8), y),
                         num_parallel_calls=tf.data.AUTOTUNE)
             info = dataclasses.replace(info, input_shape=size + (info.input_shape[-1],))
@@ -217,23 +218,32 @@ class ImageClassification(Classification):
         Each signature gets one request per batch size (None: all N examples). The
         `classify` requests alternate the two tf.Example forms so both are exercised.
         """
-        images = _pixels(examples["image"])
-        encoded = [image_codec.encode_png(image) for image in images]
-        requests = []
-        for size in dict.fromkeys(min(b or len(images), len(images)) for b in batch_sizes):
-            requests += [
-                Request("serving_default", PREDICT_METHOD, size, inputs={"image": images[:size]}),
-                Request("image_bytes", PREDICT_METHOD, size,
-                        inputs={"image_bytes": np.array(encoded[:size], dtype=object)}),
-                Request("classify", CLASSIFY_METHOD, size, examples=[
-                    image_example(encoded=encoded[i]) if i % 2 else image_example(image=images[i])
-                    for i in range(size)]),
-            ]
-        return requests
+        def classify(size, images, encoded):
+            return [Request("classify", CLASSIFY_METHOD, size, examples=[
+                image_example(encoded=encoded[i]) if i % 2 else image_example(image=images[i]) for i in range(size)])]
+
+        return image_requests(examples["image"], batch_sizes, classify)
 
     # --- command line ------------------------------------------------------------
     def read_request(self, values, signatures, signature=None):
         return read_image_request(values, signatures, signature)
+
+
+def image_requests(images, batch_sizes=(1, None), more=None) -> list[Request]:
+    """Warm-up and verification requests of real images [N,H,W,C] (0-255): per batch size
+    (None: all N), `serving_default` with the pixels and `image_bytes` with them as PNG,
+    then what `more(size, pixels, png_bytes)` adds (a task's other signatures)."""
+    images = _pixels(images)
+    encoded = [image_codec.encode_png(image) for image in images]
+    requests = []
+    for size in dict.fromkeys(min(b or len(images), len(images)) for b in batch_sizes):
+        requests += [
+            Request("serving_default", PREDICT_METHOD, size, inputs={"image": images[:size]}),
+            Request("image_bytes", PREDICT_METHOD, size,
+                    inputs={"image_bytes": np.array(encoded[:size], dtype=object)}),
+        ]
+        requests += more(size, images, encoded) if more else []
+    return requests
 
 
 def read_image_request(values, signatures: dict, signature: str | None = None) -> tuple[str, dict]:

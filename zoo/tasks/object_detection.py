@@ -41,11 +41,10 @@ import tensorflow as tf
 
 from zoo.tasks import image_codec
 from zoo.tasks.base import (
-    PREDICT_METHOD, Endpoint, ExportSource, Request, Signatures, Task, as_text, model_inputs, register_task,
-    training_inputs,
+    Endpoint, ExportSource, Request, Signatures, Task, as_text, model_inputs, register_task, training_inputs,
 )
-from zoo.tasks.classification import label_table
-from zoo.tasks.image_classification import read_image_request
+from zoo.tasks.classification import label_names, label_table
+from zoo.tasks.image_classification import image_requests, image_size_option, read_image_request
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +108,6 @@ def _one_row(values):
     return tf.RaggedTensor.from_row_lengths(values, tf.shape(values, out_type=tf.int64)[:1])
 
 
-def _check_image_size(image_size):
-    size = tuple(image_size)
-    if len(size) != 2 or any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in size):
-        raise ValueError(f"image_size must be (height, width) of positive ints, got {image_size!r}.")
-    return size
-
-
 class ObjectDetection(Task):
     name = "object_detection"
     description = "[B,H,W,3] float32 pixels 0-255 -> per-anchor box offsets and class logits (RetinaNet)"
@@ -155,7 +147,7 @@ class ObjectDetection(Task):
 
     def prepare_examples(self, ds, info, data_dir=None, download=True, image_size=None):
         if image_size is not None:
-            size = _check_image_size(image_size)
+            size = image_size_option(image_size)
         elif any(d is None for d in info.input_shape[:2]):
             raise ValueError(f"Dataset {info.name!r} has images of varying size {info.input_shape}; pass "
                              "image_size=(height, width) (CLI: --set image_size=384,384) to resize them.")
@@ -209,15 +201,7 @@ class ObjectDetection(Task):
     # --- export ----------------------------------------------------------------
     def export_assets(self, source: ExportSource) -> dict:
         self.check_model(source.model)
-        num_classes = int(source.model.output["cls_logits"].shape[-1])
-        if source.label_names is not None:
-            names = [str(n) for n in source.label_names]
-        elif source.dataset and source.dataset.get("label_names"):
-            names = list(source.dataset["label_names"])
-        else:
-            names = [str(i) for i in range(num_classes)]
-        if len(names) != num_classes or any("\n" in n or "\r" in n for n in names):
-            raise ValueError(f"{len(names)} label names (one line each) for a model of {num_classes} classes.")
+        names = label_names(source, int(source.model.output["cls_logits"].shape[-1]))
         height, width = model_size(source.model)
         options = dict(source.options)
         max_pixels = options.get("max_image_pixels")
@@ -301,16 +285,7 @@ class ObjectDetection(Task):
             resources=[table])
 
     def requests(self, examples, batch_sizes=(1, None)) -> list[Request]:
-        images = np.asarray(examples["image"], np.float32)
-        encoded = [image_codec.encode_png(image) for image in images]
-        requests = []
-        for size in dict.fromkeys(min(b or len(images), len(images)) for b in batch_sizes):
-            requests += [
-                Request("serving_default", PREDICT_METHOD, size, inputs={"image": images[:size]}),
-                Request("image_bytes", PREDICT_METHOD, size,
-                        inputs={"image_bytes": np.array(encoded[:size], dtype=object)}),
-            ]
-        return requests
+        return image_requests(examples["image"], batch_sizes)
 
     def reference(self, model, examples: dict, assets: dict) -> dict:
         return detect(model, examples["image"], **self._thresholds(assets))
