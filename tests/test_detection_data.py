@@ -7,6 +7,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import zoo
+
 from zoo.data import dataset_info, synthetic_detection as detection, tfds_source
 from zoo.data.registry import get_dataset
 from zoo.data.synthetic_shapes import SHAPES
@@ -161,3 +163,19 @@ def test_tfds_detection_sets_with_mock_data(monkeypatch, name, num_classes, firs
     # The mock draws each field of an object Sequence with its own length, so it does
     # not promise as many labels as boxes; real data does.
     assert objects["label"].dtype == tf.int64 and objects["label"].shape.rank == 1
+
+
+@pytest.mark.parametrize("name", ["voc/2007", "coco/2017"])
+def test_tfds_detection_sets_become_padded_pixel_boxes(monkeypatch, name):
+    """Through the task: images resized to 384x384, boxes in its pixels as [ymin, xmin,
+    ymax, xmax] (corners in order even where the mock's are not), -1 past each image's objects."""
+    monkeypatch.setattr(tfds_source, "download_reachable", lambda timeout=3.0: True)
+    with tfds.testing.mock_data(num_examples=3):
+        features, labels = next(iter(zoo.load_dataset(name, "train", batch_size=3, shuffle=False)))
+    assert features["image"].shape == (3, 384, 384, 3) and features["image"].dtype == tf.float32
+    boxes, classes = labels["boxes"].numpy(), labels["labels"].numpy()
+    assert boxes.shape[:2] == classes.shape and boxes.shape[-1] == 4
+    real = classes >= 0
+    assert real.any() and (boxes[real] >= 0).all() and (boxes[real] <= 384).all()
+    assert (boxes[real][:, 2] >= boxes[real][:, 0]).all() and (boxes[real][:, 3] >= boxes[real][:, 1]).all()
+    assert (boxes[~real] == 0).all() and (classes[~real] == -1).all()

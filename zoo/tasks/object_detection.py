@@ -166,7 +166,8 @@ class ObjectDetection(Task):
             keep = tf.range(count) >= 0
             for flag in IGNORED_OBJECTS:  # COCO's crowds, VOC's difficult objects: left out, as their metrics do
                 if flag in objects:
-                    keep &= tf.logical_not(tf.cast(tf.reshape(objects[flag], (-1,))[:count], tf.bool))
+                    flags = tf.cast(tf.reshape(objects[flag], (-1,)), tf.bool)
+                    keep &= tf.logical_not(tf.concat([flags, tf.zeros([count], tf.bool)], 0)[:count])
             boxes, labels = tf.boolean_mask(boxes[:count], keep), tf.boolean_mask(labels[:count], keep)
             # [min, min, max, max] whichever order the corners came in.
             boxes = tf.concat([tf.minimum(boxes[:, :2], boxes[:, 2:]), tf.maximum(boxes[:, :2], boxes[:, 2:])], 1)
