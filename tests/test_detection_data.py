@@ -138,7 +138,7 @@ def test_registered_set_yields_images_and_objects():
     ds = get_dataset("synthetic_detection").examples("validation")
     assert ds.element_spec[1] == {"bbox": tf.TensorSpec((None, 4), tf.float32),
                                   "label": tf.TensorSpec((None,), tf.int64)}
-    _, boxes, labels = detection._synthetic_detection()["validation"]
+    _, boxes, labels = detection._scenes("validation")
     for (image, objects), want_boxes, want_labels in zip(ds.take(3), boxes, labels):
         assert image.dtype == tf.uint8 and image.shape == (SIZE, SIZE, 3)
         np.testing.assert_array_equal(objects["bbox"], want_boxes)

@@ -22,16 +22,19 @@ import functools
 
 import numpy as np
 
-from zoo.data.registry import register_dataset
+from zoo.data.info import DatasetInfo
+from zoo.data.registry import ArrayDataset, add_dataset
 from zoo.data.synthetic_shapes import SHAPES, _shape_masks
 
 MAX_OBJECTS = 5
 MAX_IOU = 0.35
 # Each object may be moved this many times to keep its overlaps below MAX_IOU, then it is left out.
 PLACEMENT_TRIES = 10
+SIZE = 128  # the scenes' height and width
+SPLITS = {"train": (4000, 1), "validation": (500, 2), "test": (500, 3)}  # split -> (scenes, seed)
 
 
-def make_scenes(n, seed, size=128, noise=10.0):
+def make_scenes(n, seed, size=SIZE, noise=10.0):
     """`n` scenes: images uint8 [n, size, size, 3], and per image its boxes float32 [k, 4]
     ([ymin, xmin, ymax, xmax], 0-1) and labels int64 [k] (index into SHAPES), 1 <= k <= 5.
 
@@ -158,21 +161,27 @@ def _add_objects(rng, canvas, background):
     return boxes, kinds
 
 
+
 @functools.lru_cache(maxsize=None)
-def _synthetic_detection():
-    return {
-        "train": make_scenes(4000, seed=1),
-        "validation": make_scenes(500, seed=2),
-        "test": make_scenes(500, seed=3),
-    }
+def _scenes(split):
+    # Drawn when a split is first read (about 1 ms a scene), not when the set is listed.
+    count, seed = SPLITS[split]
+    return make_scenes(count, seed=seed)
 
 
-@register_dataset(task="object_detection", label_names=SHAPES)
+class _Scenes(ArrayDataset):
+    def _read_info(self) -> DatasetInfo:
+        # Known without drawing a scene: `zoo datasets` and a model's size cost nothing.
+        return DatasetInfo(name=self.name, task=self.task, num_classes=len(SHAPES), label_names=tuple(SHAPES),
+                           input_shape=(SIZE, SIZE, 3), num_examples={k: n for k, (n, _) in SPLITS.items()},
+                           source=self.source, input_dtype="uint8")
+
+
 def synthetic_detection(split):
     """One to five boxed shapes per 128x128 scene, among unlabelled clutter, offline."""
     import tensorflow as tf
 
-    images, boxes, labels = _synthetic_detection()[split]
+    images, boxes, labels = _scenes(split)
     counts = [len(b) for b in boxes]
     objects = {
         "bbox": tf.RaggedTensor.from_row_lengths(np.concatenate(boxes), counts),
@@ -182,3 +191,7 @@ def synthetic_detection(split):
     # examples have the element spec of a TFDS detection set's objects.
     return tf.data.Dataset.from_tensor_slices((images, objects)).map(
         lambda image, objects: (image, {"bbox": objects["bbox"], "label": objects["label"]}))
+
+
+add_dataset(_Scenes("synthetic_detection", "object_detection", synthetic_detection, tuple(SPLITS), tuple(SHAPES),
+                    description=synthetic_detection.__doc__.strip()))
