@@ -77,6 +77,8 @@ def test_learns_the_offline_set(run):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["map_50"] >= 0.8, metrics  # COCO mAP at IoU 0.5, test split, pycocotools
     assert 0 < metrics["map"] <= metrics["map_50"]
+    # zoo evaluate: the same COCO metrics (bf16 arithmetic may move them in the third decimal).
+    assert zoo.evaluate(run)["map_50"] == pytest.approx(metrics["map_50"], abs=0.01)
     history = json.loads((run / "history.json").read_text())
     assert history["cls_logits_loss"][-1] < history["cls_logits_loss"][0] / 2
 

@@ -275,8 +275,8 @@ def light_detector(num_classes=6, input_shape=(128, 128, 3), filters=(16, 32, 64
                    head_layers=1, anchor_size=2.0):
     """A RetinaNet sized for CPUs: a small CNN, a narrow pyramid P3-P5 and light heads.
 
-    Same anchors, label encoding, loss and decoding as `retinanet`; about 150k
-    parameters at the defaults.
+    Same anchors, label encoding, loss and decoding as `retinanet`; 366,378
+    parameters at the defaults (6 classes).
 
     Args:
         num_classes: object classes.
