@@ -127,6 +127,14 @@ def test_bad_images_are_invalid_argument_and_the_server_keeps_serving(served):
             client.predict({"image_bytes": np.array([data], dtype=object)}, signature="image_bytes")
         assert e.value.code.name == "INVALID_ARGUMENT", (what, e.value)
     assert "over the limit" in str(e.value)
+    pixels = {"NaN pixels": np.full((1, 128, 128, 3), np.nan, np.float32),
+              "no pixels": np.zeros((1, 0, 0, 3), np.float32)}
+    for what, image in pixels.items():
+        with pytest.raises(ClientError) as e:
+            client.predict({"image": image})
+        assert e.value.code.name == "INVALID_ARGUMENT", (what, e.value)
+    empty = client.predict({"image": np.zeros((0, 128, 128, 3), np.float32)})  # no images, no detections
+    assert empty["boxes"].shape == (0, 100, 4) and empty["num_detections"].shape == (0,)
     image, _ = _wide_square()
     assert client.predict({"image_bytes": np.array([_png(image)], dtype=object)},
                           signature="image_bytes")["num_detections"][0] >= 1

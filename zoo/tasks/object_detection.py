@@ -17,14 +17,14 @@ RetinaNets (`zoo.models.retinanet.Detector`): outputs `bbox_regression` [B, A, 4
 Exported signatures (boxes decoded and non-max suppressed in the graph by TensorFlow's
 `CombinedNonMaxSuppression`, a core op; any batch size):
 - `serving_default`: `image` float32 [B, H, W, 3] pixels of any size (resized to the
-  model's) ->
+  model's; an image without pixels or with NaN or infinite values is INVALID_ARGUMENT) ->
   `boxes` [B, N, 4] float32, normalised [ymin, xmin, ymax, xmax] of the image sent
   (multiply by its height and width for pixels), `classes` [B, N] int64, `labels` [B, N]
   string, `scores` [B, N] float32, best first, and `num_detections` [B] int32; rows past
   an image's `num_detections` hold class -1, label "", score 0 and a zero box.
   N is `max_detections` (export option, default 100); detections below
   `score_threshold` (0.05) are dropped and boxes of one class overlapping by more than
-  `iou_threshold` (0.5) suppressed.
+  `iou_threshold` (0.5) suppressed. An empty batch answers empty outputs.
 - `image_bytes`: JPEG/PNG/GIF/BMP bytes [B] of any size, decoded and resized in the graph
   with the image task's pixel limit (`max_image_pixels`) -> the same outputs.
 Metrics: COCO mAP (pycocotools) on the test split in metrics.json and `zoo evaluate`.
@@ -255,10 +255,17 @@ class ObjectDetection(Task):
         anchors = tf.constant(anchor_boxes(model))
         thresholds = self._thresholds(assets)
 
+        count = thresholds["max_detections"]
+
+        def nothing():  # the answer to an empty batch, which the model itself cannot take
+            return {"boxes": tf.zeros((0, count, 4)), "classes": tf.zeros((0, count), tf.int64),
+                    "scores": tf.zeros((0, count)), "num_detections": tf.zeros((0,), tf.int32)}
+
         # One traced function that both signatures call: the model is stored once.
         @tf.function(input_signature=[tf.TensorSpec((None, height, width, 3), tf.float32)])
         def predict(image):
-            found = decode(model, anchors, model(image, training=False), **thresholds)
+            found = tf.cond(tf.shape(image)[0] > 0,
+                            lambda: decode(model, anchors, model(image, training=False), **thresholds), nothing)
             return dict(found, labels=table.lookup(found["classes"]))
 
         @tf.function(input_signature=[tf.TensorSpec((), tf.string)])
@@ -266,9 +273,18 @@ class ObjectDetection(Task):
             return image_codec.decode_image(data, height, width, 3, max_pixels)
 
         def serving_default(image):
-            same = tf.logical_and(tf.equal(tf.shape(image)[1], height), tf.equal(tf.shape(image)[2], width))
-            resized = tf.cond(same, lambda: tf.reshape(image, (-1, height, width, 3)),
-                              lambda: tf.image.resize(image, (height, width)))
+            shape = tf.shape(image)
+            # No quotes in the messages: TF Serving C-escapes them on the way to a client.
+            checks = [
+                tf.debugging.Assert(tf.logical_and(shape[1] > 0, shape[2] > 0), [
+                    "image has no pixels: its height or width is 0."]),
+                tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(image)), [
+                    "image holds NaN or infinite values; pixels are numbers 0-255."]),
+            ]
+            with tf.control_dependencies(checks):
+                same = tf.logical_and(tf.equal(shape[1], height), tf.equal(shape[2], width))
+                resized = tf.cond(same, lambda: tf.reshape(image, (-1, height, width, 3)),
+                                  lambda: tf.image.resize(image, (height, width)))
             return predict(resized)
 
         def image_bytes(image_bytes):
