@@ -48,7 +48,6 @@ import os
 import pathlib
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 
@@ -61,8 +60,10 @@ import numpy as np  # noqa: E402
 
 from bench_seq2seq import machine  # noqa: E402  (the machine line of the other reports)
 from bench_serving import (  # noqa: E402  (the closed loops, requests and zoo-model-server as bench_serving runs them)
-    WARMUP_SECONDS, Server, _cpu_seconds, _predict_request, _tf_threads, closed_loop, grpc_closed_loop,
+    WARMUP_SECONDS, Server, _cpu_seconds, _predict_request, closed_loop, grpc_closed_loop,
+    set_tf_threads,
 )
+from child_process import ChildProcess  # noqa: E402  (the in-process child's process)
 
 SCRATCH = pathlib.Path("/tmp/benchdet")
 RESULTS = HERE / "RESULTS-detection.md"
@@ -185,11 +186,7 @@ def in_process_child(spec_file: str) -> None:
     import tensorflow as tf
 
     spec = json.loads(pathlib.Path(spec_file).read_text())
-    intra, inter = _tf_threads(spec["tf_threads"])
-    if intra:
-        tf.config.threading.set_intra_op_parallelism_threads(intra)
-    if inter:
-        tf.config.threading.set_inter_op_parallelism_threads(inter)
+    set_tf_threads(spec["tf_threads"])
     from zoo.tasks import image_codec
 
     loaded = tf.saved_model.load(spec["version_dir"])
@@ -228,34 +225,6 @@ def in_process_child(spec_file: str) -> None:
         print(json.dumps(result), flush=True)
 
 
-class InProcessChild:
-    """`in_process_child` in a process of its own."""
-
-    def __init__(self, spec_file: pathlib.Path):
-        self.process = subprocess.Popen([sys.executable, __file__, "--child", str(spec_file)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def ready(self) -> None:
-        line = self.process.stdout.readline()
-        if not line or not json.loads(line).get("ready"):
-            raise RuntimeError("the in-process child did not start")
-
-    def measure(self, signature: str, images: int, seconds: float) -> dict:
-        self.process.stdin.write(json.dumps({"signature": signature, "images": images, "seconds": seconds}) + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError("the in-process child died")
-        result = json.loads(line)
-        if "error" in result:
-            raise AssertionError(result["error"])
-        return result
-
-    def stop(self):
-        self.process.stdin.close()
-        self.process.wait(timeout=60)
-
-
 # --- measuring -----------------------------------------------------------------------
 def served_key(signature: str, concurrency: int, batching: bool) -> str:
     return f"{signature} c={concurrency} batching {'on' if batching else 'off'}"
@@ -265,7 +234,7 @@ def in_process_key(signature: str, images: int) -> str:
     return f"{signature} {images} per call"
 
 
-def measure_round(r: int, servers: dict, checkers: dict, child: InProcessChild, reqs: dict, expected: dict,
+def measure_round(r: int, servers: dict, checkers: dict, child: ChildProcess, reqs: dict, expected: dict,
                   seconds: float) -> dict:
     """One round: every served cell, then every in-process cell, the order reversed every other round."""
     cells = [("served", cell) for cell in SERVED] + [("in_process", cell) for cell in IN_PROCESS]
@@ -288,7 +257,7 @@ def measure_round(r: int, servers: dict, checkers: dict, child: InProcessChild, 
         else:
             signature, images = cell
             key = in_process_key(*cell)
-            result = child.measure(signature, images, seconds)
+            result = child.ask({"signature": signature, "images": images, "seconds": seconds})
             rnd["box_difference"] = max(rnd["box_difference"],
                                         box_difference(f"in-process {key}", result.pop("answer"), expected))
             result.update(load=load, images_per_s=result["calls_per_s"] * images,
@@ -514,7 +483,7 @@ def main():
 
     servers, checkers, child = {}, {}, None
     try:
-        child = InProcessChild(spec)  # loads and warms up while the servers start
+        child = ChildProcess(__file__, spec)  # loads and warms up while the servers start
         for batching in (False, True):
             servers[batching] = Server(config_file, batching_file if batching else None, rest=False,
                                        tf_threads=args.tf_threads)

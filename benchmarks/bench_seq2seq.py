@@ -74,7 +74,6 @@ import pathlib
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 
@@ -86,6 +85,7 @@ sys.path.insert(0, str(HERE.parent))
 import numpy as np  # noqa: E402
 
 from bench_serving import Server  # noqa: E402  (zoo-model-server in its own process, as bench_serving runs it)
+from child_process import ChildProcess  # noqa: E402  (the in-process children's processes)
 
 SCRATCH = pathlib.Path("/tmp/benchs2s")
 RESULTS = HERE / "RESULTS-seq2seq.md"
@@ -376,18 +376,12 @@ class InProcess:
 
 def in_process_child(spec_file: str, tf_threads: str) -> None:
     """Measure in-process cells until stdin closes: one JSON line in ({"method", "size"}), one out."""
-    import tensorflow as tf
-
     import zoo.models  # noqa: F401  (registers the custom layers a run's model.keras names)
-    from bench_serving import _tf_threads
+    from bench_serving import set_tf_threads
     from zoo.training import load_run
     from zoo.training.precision import float32_model
 
-    intra, inter = _tf_threads(tf_threads)
-    if intra:
-        tf.config.threading.set_intra_op_parallelism_threads(intra)
-    if inter:
-        tf.config.threading.set_inter_op_parallelism_threads(inter)
+    set_tf_threads(tf_threads)
     spec = json.loads(pathlib.Path(spec_file).read_text())
     run_dir = pathlib.Path(spec["run_dir"])
     model = float32_model(load_run(run_dir)[0])
@@ -415,36 +409,6 @@ def in_process_child(spec_file: str, tf_threads: str) -> None:
         except Exception as e:  # the parent stops the run with it
             result = {"error": f"{type(e).__name__}: {e}"[:1000]}
         print(json.dumps(result), flush=True)
-
-
-class InProcessChild:
-    """`in_process_child` in a process of its own, under one TensorFlow thread setting."""
-
-    def __init__(self, spec_file: pathlib.Path, tf_threads: str):
-        """Starts the child; `ready` waits until it has loaded and warmed up (so children start side by side)."""
-        self.what = f"{spec_file.stem}, threads {tf_threads}"
-        self.process = subprocess.Popen([sys.executable, __file__, "--child", str(spec_file), tf_threads],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def ready(self) -> None:
-        line = self.process.stdout.readline()
-        if not line or not json.loads(line).get("ready"):
-            raise RuntimeError(f"the in-process child ({self.what}) did not start")
-
-    def measure(self, method: str, size: int) -> dict:
-        self.process.stdin.write(json.dumps({"method": method, "size": size}) + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError("the in-process child died")
-        result = json.loads(line)
-        if "error" in result:
-            raise AssertionError(result["error"])
-        return result
-
-    def stop(self):
-        self.process.stdin.close()
-        self.process.wait(timeout=60)
 
 
 # --- measuring ----------------------------------------------------------------
@@ -514,9 +478,10 @@ def measure_round(r: int, sizes: list[str], served: dict, children: dict, texts:
             cells["beam_same_as_greedy"] = sum(a == e for a, e in zip(answers, expected[size]))
             cell["served"][setting] = cells
             child = children[size][setting]
-            cell["in_process"][setting] = {batch: {method: child.measure(method, batch) for method in order(methods)}
+            cell["in_process"][setting] = {batch: {method: child.ask({"method": method, "size": batch})
+                                                     for method in order(methods)}
                                            for batch in order((1, BATCH))}
-            cell["in_process"][setting]["breakdown"] = child.measure("breakdown", 1)
+            cell["in_process"][setting]["breakdown"] = child.ask({"method": "breakdown", "size": 1})
     return rnd
 
 
@@ -971,7 +936,8 @@ def main():
                                         "version_dir": str(version_dirs[size]), "methods": methods, "texts": texts,
                                         "expected": expected[size], "tokens": tokens[size], "warm": warm}))
             for setting, threads in THREADS.items():
-                children[size][setting] = InProcessChild(spec, threads)
+                children[size][setting] = ChildProcess(__file__, spec, threads,
+                                                        what=f"the in-process child ({spec.stem}, threads {threads})")
         for size in sizes:
             for child in children[size].values():
                 child.ready()

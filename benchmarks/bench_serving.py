@@ -95,6 +95,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from child_process import ChildProcess  # noqa: E402  (the in-process side's process)
+
 MODELS = ("simple_cnn", "text_cnn")
 BATCHING = ("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 1000 }\n"
             "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 1 }\n")
@@ -173,7 +175,19 @@ def _tf_threads(spec):
     return int(intra or 0), int(inter or 0)
 
 
-# The in-process side: a child process driven over stdin/stdout, one JSON line each way.
+def set_tf_threads(spec):
+    """Set this process's TensorFlow threads from "INTRA,INTER" (0: TensorFlow's default), as the servers'
+    flags set theirs; before TensorFlow runs its first op."""
+    import tensorflow as tf
+
+    intra, inter = _tf_threads(spec)
+    if intra:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+    if inter:
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+
+
+# The in-process side: a child process, driven over stdin/stdout by child_process.ChildProcess.
 
 
 def in_process_child(models_file, tf_threads):
@@ -183,11 +197,7 @@ def in_process_child(models_file, tf_threads):
     """
     import tensorflow as tf
 
-    intra, inter = _tf_threads(tf_threads)
-    if intra:
-        tf.config.threading.set_intra_op_parallelism_threads(intra)
-    if inter:
-        tf.config.threading.set_inter_op_parallelism_threads(inter)
+    set_tf_threads(tf_threads)
     from serving import config as config_files
     from serving.batching import BatchingOptions, BatchScheduler
 
@@ -237,35 +247,6 @@ def in_process_child(models_file, tf_threads):
         result["cpu_us_per_request"] = cpu / max(1, len(latencies)) * 1e6 * seconds / (seconds + WARMUP_SECONDS)
         print(json.dumps(result), flush=True)
     scheduler.stop()
-
-
-class InProcess:
-    """The child process that measures the in-process cells."""
-
-    def __init__(self, models_file, tf_threads):
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, "--child", str(models_file), tf_threads],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )
-        line = self.process.stdout.readline()
-        if not line or not json.loads(line).get("ready"):
-            raise RuntimeError("the in-process child did not start")
-
-    def measure(self, model, kind, concurrency, seconds):
-        self.process.stdin.write(json.dumps({"model": model, "kind": kind, "concurrency": concurrency,
-                                             "seconds": seconds}) + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError("the in-process child died")
-        result = json.loads(line)
-        if "error" in result:
-            raise RuntimeError(result["error"])
-        return result
-
-    def stop(self):
-        self.process.stdin.close()
-        self.process.wait(timeout=60)
 
 
 # The gRPC floor: an echo server that runs no model.
@@ -737,7 +718,8 @@ def main(argv=None):
                "seconds": args.seconds, "rounds": args.rounds, "concurrency": concurrency,
                "tf_threads": args.tf_threads, "batching_parameters": BATCHING, "rest": rest, "models": {}}
 
-    in_process = InProcess(work / "models.json", args.tf_threads)
+    in_process = ChildProcess(__file__, work / "models.json", args.tf_threads)
+    in_process.ready()
     # Servers by (before, batching); one that does not start fails its cells, the run goes on.
     servers, failed, echo = {}, {}, None
     tree, rest_before = work / "before", False
@@ -798,7 +780,8 @@ def main(argv=None):
                 try:
                     if mode.startswith("in-process"):
                         kind = "batch32" if mode.endswith("32") else ("on" if batching else "off")
-                        result = in_process.measure(name, kind, c, args.seconds)
+                        result = in_process.ask({"model": name, "kind": kind, "concurrency": c,
+                                                 "seconds": args.seconds})
                         if kind == "batch32":  # per example
                             result["throughput_rps"] *= 32
                             result["cpu_us_per_request"] /= 32

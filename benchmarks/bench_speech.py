@@ -56,7 +56,6 @@ import os
 import pathlib
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 
@@ -68,7 +67,8 @@ sys.path.insert(0, str(HERE.parent))
 import numpy as np  # noqa: E402
 
 from bench_seq2seq import _ms, _timed, machine  # noqa: E402  (the same timing helpers and machine line)
-from bench_serving import Server, _tf_threads  # noqa: E402  (zoo-model-server in its own process)
+from bench_serving import Server, set_tf_threads  # noqa: E402  (zoo-model-server in its own process)
+from child_process import ChildProcess  # noqa: E402  (the in-process child's process)
 
 SCRATCH = pathlib.Path("/tmp/benchspeech")
 RESULTS = HERE / "RESULTS-speech.md"
@@ -316,11 +316,7 @@ def in_process_child(spec_file: str) -> None:
     import zoo.models  # noqa: F401  (registers the custom layers a run's model.keras names)
 
     spec = json.loads(pathlib.Path(spec_file).read_text())
-    intra, inter = _tf_threads(spec["tf_threads"])
-    if intra:
-        tf.config.threading.set_intra_op_parallelism_threads(intra)
-    if inter:
-        tf.config.threading.set_inter_op_parallelism_threads(inter)
+    set_tf_threads(spec["tf_threads"])
     # As the server configures its Sessions (serving.servables): the eager context's thread counts.
     session_config = tf.compat.v1.ConfigProto(
         intra_op_parallelism_threads=tf.config.threading.get_intra_op_parallelism_threads(),
@@ -356,34 +352,6 @@ def in_process_child(spec_file: str) -> None:
         print(json.dumps(result), flush=True)
 
 
-class InProcessChild:
-    """`in_process_child` in a process of its own."""
-
-    def __init__(self, spec_file: pathlib.Path):
-        self.process = subprocess.Popen([sys.executable, __file__, "--child", str(spec_file)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def ready(self) -> None:
-        line = self.process.stdout.readline()
-        if not line or not json.loads(line).get("ready"):
-            raise RuntimeError("the in-process child did not start")
-
-    def measure(self, name: str, reverse: bool) -> dict:
-        self.process.stdin.write(json.dumps({"model": name, "reverse": reverse}) + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError("the in-process child died")
-        result = json.loads(line)
-        if "error" in result:
-            raise AssertionError(result["error"])
-        return result
-
-    def stop(self):
-        self.process.stdin.close()
-        self.process.wait(timeout=60)
-
-
 # --- measuring ---------------------------------------------------------------------
 def _check_same(what: str, got: list[str], expected: list[str]) -> None:
     wrong = [i for i, (g, e) in enumerate(zip(got, expected)) if g != e]
@@ -393,7 +361,7 @@ def _check_same(what: str, got: list[str], expected: list[str]) -> None:
                              f"serving_default's (first, clip {i}: {got[i]!r} vs {expected[i]!r})")
 
 
-def measure_round(r: int, models: list[str], client: Served, requests: dict, child: InProcessChild,
+def measure_round(r: int, models: list[str], client: Served, requests: dict, child: ChildProcess,
                   expected: dict) -> dict:
     """One round: every model x every signature served, then its in-process pieces, the order alternating
     with the round, so a model's served and in-process cells are measured seconds apart."""
@@ -408,7 +376,7 @@ def measure_round(r: int, models: list[str], client: Served, requests: dict, chi
             answers, seconds = _timed(client.answer, requests[name][signature])
             _check_same(f"{name}: served {signature}", answers, expected[name])
             cell["served"][signature] = _ms(seconds)
-        cell["in_process"] = child.measure(name, reverse=r % 2 == 1)
+        cell["in_process"] = child.ask({"model": name, "reverse": r % 2 == 1})
         for runtime in RUNTIMES:
             for signature in SIGNATURES:
                 _check_same(f"{name}: in-process ({runtime}) {signature}",
@@ -789,7 +757,7 @@ def main():
         spec.write_text(json.dumps({"tf_threads": args.tf_threads, "models": {
             n: {"version_dir": str(version_dirs[n]), "run_dir": infos[n]["dir"], **files[kind_of[n]]}
             for n in models}}))
-        child = InProcessChild(spec)
+        child = ChildProcess(__file__, spec)
         child.ready()
         res = {"date": datetime.date.today().isoformat(), "command": command, "machine": machine(),
                "models": models, "runs": infos, "clips": clip_info, "tf_threads": args.tf_threads, "rounds": []}
