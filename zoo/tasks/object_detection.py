@@ -3,9 +3,10 @@
 Examples are (image uint8 [H, W, 3], {"bbox": float32 [N, 4], "label": int64 [N]}), the
 structure of TFDS' detection sets (voc/2007, coco/2017) and of `synthetic_detection`;
 boxes are normalised [ymin, xmin, ymax, xmax] (0..1) of the image. Objects flagged
-`is_crowd` (COCO) or `is_difficult` (VOC) are left out, as those sets' metrics leave them. Images are resized to
-the model's size (`image_size`; bilinear, the aspect ratio is not kept, which leaves
-normalised boxes unchanged), and the boxes become pixels of that size.
+`is_crowd` (COCO) or `is_difficult` (VOC) are left out, as those sets' metrics leave
+them. Images are resized to the model's size (`image_size`; bilinear, the aspect ratio
+is not kept, which leaves normalised boxes unchanged), and the boxes become pixels of
+that size.
 
 Model input `{"image": float32 [B, H, W, 3]}`, raw 0-255 pixels; the models are keras-hub
 RetinaNets (`zoo.models.retinanet.Detector`): outputs `bbox_regression` [B, A, 4] and
@@ -33,7 +34,6 @@ Metrics: COCO mAP (pycocotools) on the test split in metrics.json and `zoo evalu
 from __future__ import annotations
 
 import dataclasses
-import logging
 
 import keras
 import numpy as np
@@ -45,8 +45,6 @@ from zoo.tasks.base import (
 )
 from zoo.tasks.classification import label_names, label_table
 from zoo.tasks.image_classification import image_requests, image_size_option, read_image_request
-
-log = logging.getLogger(__name__)
 
 BOX_FORMAT = "normalised [ymin, xmin, ymax, xmax] of the image sent (0..1)"
 MAX_DETECTIONS = 100
