@@ -161,7 +161,6 @@ def run_predict(args) -> int:
     finally:
         client.close()
     _print_answers(args, task, outputs)
-    _draw(args, task, outputs)
     return 0
 
 
@@ -180,9 +179,7 @@ def _predict_locally(args) -> int:
                          f"{', '.join(signatures)}")
     task, name, inputs = _request(args, signatures)
     _check_draw(args, task)
-    outputs = predictor(inputs, signature=name)
-    _print_answers(args, task, outputs)
-    _draw(args, task, outputs)
+    _print_answers(args, task, predictor(inputs, signature=name))
     return 0
 
 
@@ -199,11 +196,13 @@ def _request(args, signatures: dict):
 
 
 def _print_answers(args, task, outputs) -> None:
+    """Each input's answer as its task shows it (or as JSON); with --draw, drawn on it too."""
     for source, row in zip(args.inputs, _rows(outputs)):
         if args.json:
             print(json.dumps({"input": source, "outputs": row}, ensure_ascii=False))
         else:
             print(f"{source}\t{task.format_answer(row) if task else json.dumps(row, ensure_ascii=False)}")
+    _draw(args, task, outputs)
 
 
 def _check_draw(args, task) -> None:

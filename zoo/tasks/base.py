@@ -258,6 +258,15 @@ def training_inputs(source: ExportSource, count: int) -> tuple[list | None, str]
     return (inputs or None), f"{name}:train[:{count}]"
 
 
+def one_row(values):
+    """`values` [N, ...] as a ragged [1, (N), ...]: tf.data's batch stacks examples whose N
+    differ (a clip's samples, an image's objects) into a ragged [B, 1, (N), ...], which a
+    task's batch_features pads to the batch's longest (`.merge_dims(1, 2).to_tensor()`)."""
+    import tensorflow as tf
+
+    return tf.RaggedTensor.from_row_lengths(values, tf.shape(values, out_type=tf.int64)[:1])
+
+
 def model_inputs(model) -> dict | None:
     """A Keras model's inputs by name ({"image": KerasTensor}), whether it was built
     with a dict or a list of named inputs; None for a model without named inputs."""

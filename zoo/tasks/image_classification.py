@@ -46,6 +46,18 @@ def image_size_option(image_size) -> tuple[int, int]:
     return size
 
 
+def max_image_pixels_option(options: dict, height: int, width: int) -> int:
+    """The `max_image_pixels` export option (default `image_codec.DEFAULT_MAX_IMAGE_PIXELS`):
+    an int no smaller than the model's own height x width."""
+    max_pixels = options.get("max_image_pixels")
+    if max_pixels is None:
+        max_pixels = image_codec.DEFAULT_MAX_IMAGE_PIXELS
+    if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < height * width:
+        raise ValueError(f"max_image_pixels must be an int >= the model's own {height}x{width} = "
+                         f"{height * width} pixels, got {max_pixels!r}.")
+    return max_pixels
+
+
 def image_example(image=None, encoded: bytes | None = None) -> tf.train.Example:
     """A tf.Example for `classify`: raw pixels (float list, HWC order) or encoded bytes.
 
@@ -112,12 +124,7 @@ class ImageClassification(Classification):
             raise ValueError(
                 f"An image classifier must take 'image' [B,H,W,C] with fixed H, W and C in "
                 f"(1, 3); this model takes {shape}. Build it with a fixed input_shape.")
-        max_pixels = source.options.get("max_image_pixels")
-        if max_pixels is None:
-            max_pixels = image_codec.DEFAULT_MAX_IMAGE_PIXELS
-        if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < shape[0] * shape[1]:
-            raise ValueError(f"max_image_pixels must be an int >= the model's own {shape[0]}x{shape[1]} = "
-                             f"{shape[0] * shape[1]} pixels, got {max_pixels!r}.")
+        max_pixels = max_image_pixels_option(source.options, shape[0], shape[1])
         return dict(super().export_assets(source), image_shape=shape, max_image_pixels=max_pixels)
 
     def card(self, assets: dict) -> dict:

@@ -41,10 +41,13 @@ import tensorflow as tf
 
 from zoo.tasks import image_codec
 from zoo.tasks.base import (
-    Endpoint, ExportSource, Request, Signatures, Task, as_text, model_inputs, register_task, training_inputs,
+    Endpoint, ExportSource, Request, Signatures, Task, as_text, model_inputs, one_row, register_task,
+    training_inputs,
 )
 from zoo.tasks.classification import label_names, label_table
-from zoo.tasks.image_classification import image_requests, image_size_option, read_image_request
+from zoo.tasks.image_classification import (
+    image_requests, image_size_option, max_image_pixels_option, read_image_request,
+)
 
 BOX_FORMAT = "normalised [ymin, xmin, ymax, xmax] of the image sent (0..1)"
 MAX_DETECTIONS = 100
@@ -98,12 +101,6 @@ def detect(model, images, **thresholds) -> dict:
     """Detections (numpy) of images [B, H, W, 3] at the model's size, as the export answers."""
     predictions = model(tf.convert_to_tensor(images, tf.float32), training=False)
     return {k: v.numpy() for k, v in decode(model, anchor_boxes(model), predictions, **thresholds).items()}
-
-
-def _one_row(values):
-    # [1, (N), ...]: tf.data's batch stacks examples with different numbers of objects
-    # into a ragged [B, 1, (N), ...] that batch_features pads to the batch's most.
-    return tf.RaggedTensor.from_row_lengths(values, tf.shape(values, out_type=tf.int64)[:1])
 
 
 class ObjectDetection(Task):
@@ -170,7 +167,7 @@ class ObjectDetection(Task):
             # [min, min, max, max] whichever order the corners came in.
             boxes = tf.concat([tf.minimum(boxes[:, :2], boxes[:, 2:]), tf.maximum(boxes[:, :2], boxes[:, 2:])], 1)
             boxes = boxes * scale
-            return tf.ensure_shape(image, size + (3,)), {"boxes": _one_row(boxes), "labels": _one_row(labels)}
+            return tf.ensure_shape(image, size + (3,)), {"boxes": one_row(boxes), "labels": one_row(labels)}
 
         ds = ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
         return ds, dataclasses.replace(info, input_shape=size + (3,))
@@ -203,11 +200,7 @@ class ObjectDetection(Task):
         names = label_names(source, int(source.model.output["cls_logits"].shape[-1]))
         height, width = model_size(source.model)
         options = dict(source.options)
-        max_pixels = options.get("max_image_pixels")
-        max_pixels = image_codec.DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-        if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < height * width:
-            raise ValueError(f"max_image_pixels must be an int >= the model's own {height}x{width} = "
-                             f"{height * width} pixels, got {max_pixels!r}.")
+        max_pixels = max_image_pixels_option(options, height, width)
         max_detections = options.get("max_detections") or MAX_DETECTIONS
         if not isinstance(max_detections, int) or isinstance(max_detections, bool) or not 1 <= max_detections <= 10_000:
             raise ValueError(f"max_detections must be an int in 1..10000, got {max_detections!r}.")
@@ -252,7 +245,6 @@ class ObjectDetection(Task):
         table = label_table(assets["label_names"], staging_dir)
         anchors = tf.constant(anchor_boxes(model))
         thresholds = self._thresholds(assets)
-
         count = thresholds["max_detections"]
 
         def nothing():  # the answer to an empty batch, which the model itself cannot take
@@ -313,8 +305,7 @@ class ObjectDetection(Task):
         for i in range(len(reference["scores"])):
             for j in np.flatnonzero(reference["scores"][i] > 0.3):
                 same = np.flatnonzero(other["classes"][i] == reference["classes"][i][j])
-                diffs = [max(float(np.max(np.abs(other["boxes"][i][k] - reference["boxes"][i][j]))),
-                             abs(float(other["scores"][i][k] - reference["scores"][i][j]))) for k in same]
+                diffs = [_difference(other, (i, k), reference, (i, j)) for k in same]
                 worst = max(worst, min(diffs, default=float(reference["scores"][i][j])))
         return worst
 
@@ -387,6 +378,11 @@ _PALETTE = ((255, 99, 71), (60, 179, 113), (65, 150, 255), (255, 215, 0), (238, 
             (255, 165, 0), (154, 205, 50))
 
 
+def _difference(a: dict, i, b: dict, j) -> float:
+    """max |difference| of box coordinates and score between detection `i` of `a` and `j` of `b`."""
+    return max(float(np.max(np.abs(a["boxes"][i] - b["boxes"][j]))), abs(float(a["scores"][i] - b["scores"][j])))
+
+
 def _match(got: dict, want: dict, clear: float) -> tuple[str, float]:
     """(what differs, max |difference|) between two images' detections above `clear`."""
     g = np.flatnonzero(got["scores"] > clear)
@@ -399,8 +395,7 @@ def _match(got: dict, want: dict, clear: float) -> tuple[str, float]:
         for k in g:
             if k in used or got["classes"][k] != want["classes"][j]:
                 continue
-            diff = max(float(np.max(np.abs(got["boxes"][k] - want["boxes"][j]))),
-                       abs(float(got["scores"][k] - want["scores"][j])))
+            diff = _difference(got, k, want, j)
             if diff < best_diff:
                 best, best_diff = k, diff
         if best is None or best_diff > max(SCORE_TOLERANCE, BOX_TOLERANCE):

@@ -43,8 +43,10 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.tasks import audio_codec
-from zoo.tasks.base import PREDICT_METHOD, Endpoint, ExportSource, Request, Signatures, Task, as_text, model_inputs, \
-    register_task, training_inputs
+from zoo.tasks.base import (
+    PREDICT_METHOD, Endpoint, ExportSource, Request, Signatures, Task, as_text, model_inputs, one_row, register_task,
+    training_inputs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -172,12 +174,6 @@ def clip_lengths(waveform) -> np.ndarray:
     return np.where(nonzero.any(axis=1), nonzero.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
 
 
-def _one_row(values):
-    # [1, (N)]: tf.data's batch stacks rows of any length into a ragged [B, 1, (N)]
-    # that batch_features pads to the batch's longest.
-    return tf.RaggedTensor.from_row_lengths(values, tf.shape(values, out_type=tf.int64)[:1])
-
-
 def _fallback_clips() -> list[np.ndarray]:
     """Rising tones of a few lengths and one empty clip, when no real clip can be read."""
     rng = np.random.default_rng(0)
@@ -234,7 +230,7 @@ class SpeechToText(Task):
 
     def prepare_examples(self, ds, info, data_dir=None, download=True):
         def featurize(waveform, text):
-            return _one_row(tf.reshape(audio_codec.as_float(waveform), [-1])), _one_row(encode_text(normalize_text(text)))
+            return one_row(tf.reshape(audio_codec.as_float(waveform), [-1])), one_row(encode_text(normalize_text(text)))
 
         ds = ds.map(featurize, num_parallel_calls=tf.data.AUTOTUNE)
         return ds, dataclasses.replace(info, input_shape=(None,), input_dtype="float32")
