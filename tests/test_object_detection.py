@@ -188,3 +188,20 @@ def test_coco_metrics_of_perfect_missing_and_shifted_detections():
     assert coco_metrics(truth, shifted, ["a", "b"], (128, 128))["map_50"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="no objects"):
         coco_metrics([{"boxes": np.zeros((0, 4)), "classes": np.zeros(0)}], nothing, ["a"], (8, 8))
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"max_detections": 0}, "max_detections must be an int in 1..10000"),
+    ({"max_detections": 2.5}, "max_detections must be an int"),
+    ({"score_threshold": 1.5}, "score_threshold must be a number in 0..1"),
+    ({"iou_threshold": "high"}, "iou_threshold must be a number in 0..1"),
+    ({"max_image_pixels": 100}, "max_image_pixels must be an int >= the model's own 64x64"),
+])
+def test_bad_export_options_are_named(options, words, tmp_path):
+    from export.errors import ExportError
+
+    model = zoo.build_model("light_detector", num_classes=2, input_shape=(64, 64, 3), filters=(4, 4, 4, 4),
+                            num_filters=8)
+    with pytest.raises(ExportError, match=words):
+        export_saved_model(model, tmp_path / "models", "bad", examples=np.zeros((1, 64, 64, 3), np.float32),
+                           task_options=options)

@@ -201,7 +201,8 @@ class ObjectDetection(Task):
         height, width = model_size(source.model)
         options = dict(source.options)
         max_pixels = max_image_pixels_option(options, height, width)
-        max_detections = options.get("max_detections") or MAX_DETECTIONS
+        max_detections = options.get("max_detections")
+        max_detections = MAX_DETECTIONS if max_detections is None else max_detections
         if not isinstance(max_detections, int) or isinstance(max_detections, bool) or not 1 <= max_detections <= 10_000:
             raise ValueError(f"max_detections must be an int in 1..10000, got {max_detections!r}.")
         thresholds = {}
