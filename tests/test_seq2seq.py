@@ -76,6 +76,19 @@ def test_in_graph_decoding_equals_a_python_decode(translation_run):
                                   decoding.greedy(decoder, pair, length).numpy()[0])
 
 
+def test_a_decoding_step_is_matrix_products_and_element_wise_ops(translation_run):
+    """The loop body holds no BatchMatMul, Softmax or Einsum: TensorFlow's oneDNN kernels for them cost
+    20-50 us per call on one row, several times the rest of a step (benchmarks/RESULTS-seq2seq.md)."""
+    model = keras.saving.load_model(translation_run / "model.keras")
+    decoder = decoding.CachedDecoder(model)
+    greedy = tf.function(lambda ids: decoding.greedy(decoder, ids, decoder.target_length)).get_concrete_function(
+        tf.TensorSpec([None, model.inputs[0].shape[1]], tf.int32))
+    bodies = [f for f in greedy.graph.as_graph_def().library.function if "while_body" in f.signature.name]
+    assert bodies
+    ops = {node.op for f in bodies for node in f.node_def}
+    assert "MatMul" in ops and not ops & {"BatchMatMulV2", "BatchMatMulV3", "Softmax", "Einsum"}, sorted(ops)
+
+
 def test_summaries_beat_the_lead_sentence(tmp_path_factory):
     from rouge_score import rouge_scorer
 
