@@ -36,11 +36,21 @@ def test_a_training_step_equals_keras_own_outputs_statistics_and_gradients(kwarg
     np.testing.assert_allclose(fused(x, training=False), keras_bn(x, training=False), atol=1e-5)
 
 
-def test_mixed_bfloat16_computes_in_bfloat16_out_and_keeps_float32_statistics():
-    x = tf.constant(np.random.default_rng(1).normal(size=(4, 3, 3, 2)).astype("float32"))
-    fused = FusedBatchNormalization(dtype="mixed_bfloat16")
-    y = fused(tf.cast(x, tf.bfloat16), training=True)
+def test_mixed_bfloat16_runs_the_kernel_on_bfloat16_and_keeps_float32_statistics():
+    x = tf.constant(np.random.default_rng(1).normal(1.0, 2.0, size=(8, 5, 5, 4)).astype("float32"))
+    keras_bn = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, dtype="mixed_bfloat16")
+    fused = FusedBatchNormalization(momentum=0.9, epsilon=1e-5, dtype="mixed_bfloat16")
+    y, expected = fused(tf.cast(x, tf.bfloat16), training=True), keras_bn(tf.cast(x, tf.bfloat16), training=True)
     assert y.dtype == tf.bfloat16 and fused.moving_mean.dtype == tf.float32
+    np.testing.assert_allclose(tf.cast(y, tf.float32), tf.cast(expected, tf.float32), atol=0.05)  # bf16: 8 bits
+    for p, q in zip(fused.get_weights(), keras_bn.get_weights()):
+        np.testing.assert_allclose(p, q, rtol=0.02, atol=1e-3)
+    # The activations reach the kernel as bfloat16: no cast to float32 and back around it.
+    graph = tf.function(lambda t: fused(t, training=True)).get_concrete_function(
+        tf.TensorSpec(x.shape, tf.bfloat16)).graph
+    kernels = [op for op in graph.get_operations() if op.type == "FusedBatchNormV3"]
+    assert kernels and all(op.get_attr("T") == tf.bfloat16 for op in kernels)
+    assert not [op for op in graph.get_operations() if op.type == "Cast" and op.outputs[0].shape.rank == 4]
 
 
 def test_other_ranks_fall_back_to_keras_and_the_config_round_trips(tmp_path):
