@@ -183,6 +183,7 @@ class AsyncioServer:
         self._stopped = threading.Event()
         self._stopping = False
         self._lock = threading.Lock()
+        self._holds: list[threading.Event] = []
 
         async def create():
             return grpc.aio.server(migration_thread_pool=self._pool, options=options)
@@ -191,6 +192,18 @@ class AsyncioServer:
 
     def _run(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the server runs on, for other asyncio servers to share (REST)."""
+        return self._loop
+
+    def hold(self) -> threading.Event:
+        """Keeps the loop running after this server stops, until the returned event is set:
+        a server sharing the loop (REST) sets it once it has stopped."""
+        held = threading.Event()
+        self._holds.append(held)
+        return held
 
     def _in_loop(self, function, *args):
         async def call():
@@ -247,7 +260,9 @@ class AsyncioServer:
         if first:
             def finish(_):
                 # The loop stays up until the server has stopped: in-flight requests
-                # still need it to receive their batches.
+                # still need it to receive their batches; and so does a REST server on it.
+                for held in self._holds:
+                    held.wait()
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join()
                 self._loop.close()

@@ -11,9 +11,10 @@ script written for `tensorflow_model_server` works unchanged:
     GET  /v1/models/NAME[/versions/V|/labels/L]/metadata   signature defs
 
 Errors come back as `{"error": "..."}` with the HTTP status TF Serving gives the
-error's code (`HTTP_STATUS`). The server is an aiohttp application on its own event
-loop in one thread: a connection costs a socket, not a thread, and model runs go to
-the core's coroutines, which await them on a thread pool (or a batch).
+error's code (`HTTP_STATUS`). The server is an aiohttp application on an event loop:
+with batching, the asyncio gRPC server's (one loop serves both APIs), otherwise one
+of its own in one thread. A connection costs a socket, not a thread, and model runs
+go to the core's coroutines, which await them on a thread pool (or a batch).
 
     server = start_rest_server(core, "localhost", 0, timeout_ms=30000)
     print(server.port)
@@ -326,12 +327,13 @@ class _Connection(web.RequestHandler):
     """aiohttp's protocol for one connection, which also knows since when it has been
     idle (None while it answers a request): the connection cap closes the idlest."""
 
-    __slots__ = ("idle_since", "_open")
+    __slots__ = ("idle_since", "_open", "requests")
 
-    def __init__(self, open_connections: set, manager: web.Server, *, loop, **kwargs):
+    def __init__(self, open_connections: set, requests: set, manager: web.Server, *, loop, **kwargs):
         super().__init__(manager, loop=loop, **kwargs)
         self.idle_since = loop.time()
         self._open = open_connections
+        self.requests = requests  # the tasks answering a request, on any connection
 
     def connection_made(self, transport):
         self._open.add(self)
@@ -419,9 +421,12 @@ class _App:
     async def _serve(self, request: web.Request) -> web.Response:
         connection = request.protocol
         connection.idle_since = None
+        task = asyncio.current_task()
+        connection.requests.add(task)
         try:
             response = await self._answer(request)
         finally:
+            connection.requests.discard(task)
             connection.idle_since = asyncio.get_running_loop().time()
         if self.stopping:
             response.force_close()
@@ -475,28 +480,38 @@ class _App:
 class RestServer:
     """A running REST server: `.port` (the bound one), `.url`, `.stop()`.
 
-    The aiohttp application runs on an event loop of its own, in one daemon thread;
-    model runs and large JSON conversions go to a pool of `core.max_concurrent_runs`
-    threads, made as they are needed.
+    The aiohttp application runs on `loop` when given (the asyncio gRPC server's, so
+    that one event loop serves both APIs), else on an event loop of its own in one
+    daemon thread. Model runs and large JSON conversions go to the loop's default
+    executor: the gRPC server's pool, or a pool of `max_threads` threads of its own.
+    `held`, with a shared loop, is set once this server has stopped (the loop's owner
+    keeps it running until then).
     """
 
     def __init__(self, app: _App, sock: socket.socket, *, max_connections: int, idle_timeout: float,
-                 max_threads: int):
+                 max_threads: int, loop: asyncio.AbstractEventLoop | None = None,
+                 held: threading.Event | None = None):
         self._app = app
         self._max_connections = max_connections
         self._open: set[_Connection] = set()
+        self._requests: set[asyncio.Task] = set()
         self._handler_options = dict(
             keepalive_timeout=idle_timeout, lingering_time=_LINGER_S, access_log=None,
             # A body is refused, not decompressed (as before): gzip would need its own limit.
             auto_decompress=False)
         self.host, self.port = sock.getsockname()[:2]
-        self._loop = asyncio.new_event_loop()
-        self._executor = futures.ThreadPoolExecutor(max_workers=max_threads,
-                                                    thread_name_prefix=f"rest-api:{self.port}")
-        self._loop.set_default_executor(self._executor)
-        self._thread = threading.Thread(target=self._loop.run_forever, name=f"rest-api:{self.port}",
-                                        daemon=True)
-        self._thread.start()
+        self._held = held
+        self._thread = self._executor = None
+        if loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._executor = futures.ThreadPoolExecutor(max_workers=max_threads,
+                                                        thread_name_prefix=f"rest-api:{self.port}")
+            self._loop.set_default_executor(self._executor)
+            self._thread = threading.Thread(target=self._loop.run_forever, name=f"rest-api:{self.port}",
+                                            daemon=True)
+            self._thread.start()
+        else:
+            self._loop = loop
         self._runner = self._listener = None
         self._stopped = False
         try:
@@ -527,7 +542,8 @@ class RestServer:
             idlest = min(idle, key=lambda c: c.idle_since)
             self._open.discard(idlest)
             idlest.force_close()
-        return _Connection(self._open, self._runner.server, loop=self._loop, **self._handler_options)
+        return _Connection(self._open, self._requests, self._runner.server, loop=self._loop,
+                           **self._handler_options)
 
     def stop(self, grace: float | None = None) -> None:
         """Stops accepting (the port closes), lets requests in flight finish, then closes
@@ -554,12 +570,18 @@ class RestServer:
         await self._runner.cleanup()
         await self._listener.wait_closed()
         # What is left (a connection its client closed mid-request) has nobody to answer.
-        leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        # Only this server's tasks: the loop may be the gRPC server's too.
+        connections = [c._task_handler for c in self._open if c._task_handler is not None]
+        leftovers = [t for t in (*self._requests, *connections) if not t.done()]
         for task in leftovers:
             task.cancel()
         await asyncio.gather(*leftovers, return_exceptions=True)
 
     def _close_loop(self) -> None:
+        if self._thread is None:  # the loop is shared: its owner closes it
+            if self._held is not None:
+                self._held.set()
+            return
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
@@ -586,7 +608,8 @@ def start_rest_server(core: ServerCore, host: str, port: int, timeout_ms: int | 
                       max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                       max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
                       max_connections: int = DEFAULT_MAX_CONNECTIONS,
-                      idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S) -> RestServer:
+                      idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
+                      grpc_server=None) -> RestServer:
     """Serves TF Serving's REST API for `core` on host:port (port 0 picks a free one).
 
     Args:
@@ -605,6 +628,9 @@ def start_rest_server(core: ServerCore, host: str, port: int, timeout_ms: int | 
             longest is closed, or, when every one is busy, the new one is answered 503.
         idle_timeout: seconds a connection may wait for its next request, or take to
             send a request's headers, before it is closed.
+        grpc_server: the asyncio gRPC server (`serving.grpc_server.AsyncioServer`,
+            which serves with batching on): REST then runs on its event loop, and the
+            loop stays up until REST has stopped. None: REST runs a loop of its own.
 
     Example:
         server = start_rest_server(core, "localhost", 8501, timeout_ms=30000)
@@ -620,8 +646,14 @@ def start_rest_server(core: ServerCore, host: str, port: int, timeout_ms: int | 
         metrics = _Route("GET", re.compile(re.escape(metrics_path)), _RestApi.metrics)
         routes = (metrics,) + routes
     api = _RestApi(core, timeout_ms, max_json_depth, metrics_fn or core.metrics_exposition)
-    server = RestServer(_App(api, routes, max_body_bytes), _bind(host, port),
-                        max_connections=max_connections, idle_timeout=idle_timeout,
-                        max_threads=core.max_concurrent_runs)
+    shared = {} if grpc_server is None else {"loop": grpc_server.loop, "held": grpc_server.hold()}
+    try:
+        server = RestServer(_App(api, routes, max_body_bytes), _bind(host, port),
+                            max_connections=max_connections, idle_timeout=idle_timeout,
+                            max_threads=core.max_concurrent_runs, **shared)
+    except BaseException:
+        if shared:
+            shared["held"].set()
+        raise
     logger.info("REST API listening on %s", server.url)
     return server

@@ -27,7 +27,7 @@ from serving.flags import ServerOptions, check_option_names, options_from_flags
 from serving.batching import BatchingOptions, BatchScheduler
 from serving.core import ServerCore
 from serving.errors import ServingError
-from serving.grpc_server import build_grpc_server, server_credentials, set_serving
+from serving.grpc_server import AsyncioServer, build_grpc_server, server_credentials, set_serving
 from serving.metrics import PROMETHEUS_PATH, Metrics
 from serving.servables import ModelManager
 
@@ -208,6 +208,8 @@ class ModelServer:
         self._rest = rest.start_rest_server(
             self.core, self.rest_api_host, self.options.rest_api_port, self.options.rest_api_timeout_in_ms, metrics_path,
             metrics_fn=self.core.metrics_exposition,
+            # With batching, one event loop serves both APIs.
+            grpc_server=self._grpc if isinstance(self._grpc, AsyncioServer) else None,
         )
         log.info("Exporting HTTP/REST API at:%s:%s ...", self.rest_api_host, self._rest.port)
         if self._tls:

@@ -404,6 +404,34 @@ def test_stop_lets_a_request_in_flight_finish(slow_dir):
         socket.create_connection(("127.0.0.1", front.port), timeout=1).close()
 
 
+def test_with_batching_one_event_loop_serves_both_apis_and_stops_cleanly(slow_dir):
+    """With batching the gRPC server is grpcio's asyncio one, and REST runs on its event loop:
+    no REST thread of its own; deadlines, answers and a graceful stop as on its own loop."""
+    srv = rm.start_slow_server(slow_dir, rest_api_timeout_in_ms=REST_TIMEOUT_MS, enable_batching=True)
+    front = types.SimpleNamespace(port=srv.rest_port)
+    try:
+        names = {t.name for t in threading.enumerate()}
+        assert "grpc_asyncio" in names and f"rest-api:{srv.rest_port}" not in names, names
+        status, doc = call(front, "POST", f"/v1/models/{rm.SLOW_MODEL}:predict", {"instances": [0.0, 0.0]})
+        assert status == 200 and len(doc["predictions"]) == 2
+        start = time.monotonic()
+        status, _ = call(front, "POST", f"/v1/models/{rm.SLOW_MODEL}:predict", {"instances": [1.0]})
+        assert status == 504 and time.monotonic() - start < REST_TIMEOUT_MS / 1000 + 0.4
+        time.sleep(1.0)
+        result = {}
+        t = threading.Thread(target=lambda: result.update(r=call(
+            front, "POST", f"/v1/models/{rm.SLOW_MODEL}:regress", _slow_example(0.2, "regress"))))
+        t.start()
+        time.sleep(0.05)
+    finally:
+        srv.stop(grace=5)
+    t.join()
+    assert result["r"][0] == 200 and result["r"][1]["results"][0] >= 0.2  # finished during the stop
+    assert "grpc_asyncio" not in {t.name for t in threading.enumerate()}  # the shared loop has ended
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", front.port), timeout=1).close()
+
+
 # --- JSON -> tensor conversion, unit level -----------------------------------------
 
 
