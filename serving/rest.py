@@ -171,11 +171,19 @@ class _RestApi:
     `timeout`, which answers DEADLINE_EXCEEDED (HTTP 504) once the run outlasts it.
     """
 
-    def __init__(self, core: ServerCore, timeout_ms: int | None, max_json_depth: int, metrics_fn):
+    def __init__(self, core: ServerCore, timeout_ms: int | None, max_json_depth: int, metrics_fn,
+                 executor: futures.Executor | None = None):
         self._core = core
+        self._executor = executor  # large JSON conversions (None: the loop's default executor)
         self._timeout = timeout_ms / 1000.0 if timeout_ms and timeout_ms > 0 else None
         self._max_depth = max_json_depth
         self._metrics_fn = metrics_fn
+
+    async def _convert(self, size: int, fn, *args):
+        """fn(*args), on a thread when `size` (bytes of JSON in or out) is large."""
+        if size <= _INLINE_JSON_BYTES:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def deadline(self) -> float | None:
         """The deadline of a request whose body has just been read (None: no deadline)."""
@@ -183,22 +191,22 @@ class _RestApi:
 
     async def predict(self, call: _Call) -> web.Response:
         spec = _model_spec(call.match)
-        request, row_format = await _convert(len(call.body), self._predict_request, spec, call.body)
+        request, row_format = await self._convert(len(call.body), self._predict_request, spec, call.body)
         response = await self._core.predict_async(
             request, timeout=self._time_left(call.deadline), entrypoint="REST")
-        return _reply(200, await _convert(response.ByteSize(), json_tensors.predict_json,
+        return _reply(200, await self._convert(response.ByteSize(), json_tensors.predict_json,
                                           response.outputs, row_format))
 
     async def classify(self, call: _Call) -> web.Response:
         request = classification_pb2.ClassificationRequest(model_spec=_model_spec(call.match))
-        await _convert(len(call.body), self._fill_examples, request, call.body)
+        await self._convert(len(call.body), self._fill_examples, request, call.body)
         response = await self._core.classify_async(
             request, timeout=self._time_left(call.deadline), entrypoint="REST")
         return _reply(200, json_tensors.classification_json(response.result))
 
     async def regress(self, call: _Call) -> web.Response:
         request = regression_pb2.RegressionRequest(model_spec=_model_spec(call.match))
-        await _convert(len(call.body), self._fill_examples, request, call.body)
+        await self._convert(len(call.body), self._fill_examples, request, call.body)
         response = await self._core.regress_async(
             request, timeout=self._time_left(call.deadline), entrypoint="REST")
         return _reply(200, json_tensors.regression_json(response.result))
@@ -261,11 +269,6 @@ class _RestApi:
             raise
 
 
-async def _convert(size: int, fn, *args):
-    """fn(*args), on a thread when `size` (bytes of JSON in or out) is large."""
-    if size <= _INLINE_JSON_BYTES:
-        return fn(*args)
-    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
 def _model_spec(match: re.Match) -> model_pb2.ModelSpec:
@@ -482,14 +485,14 @@ class RestServer:
 
     The aiohttp application runs on `loop` when given (the asyncio gRPC server's, so
     that one event loop serves both APIs), else on an event loop of its own in one
-    daemon thread. Model runs and large JSON conversions go to the loop's default
-    executor: the gRPC server's pool, or a pool of `max_threads` threads of its own.
-    `held`, with a shared loop, is set once this server has stopped (the loop's owner
-    keeps it running until then).
+    daemon thread, whose default executor (model runs that are not batched) is then
+    `executor`. Large JSON conversions go to `executor` either way. `held`, with a
+    shared loop, is set once this server has stopped (the loop's owner keeps it
+    running until then).
     """
 
     def __init__(self, app: _App, sock: socket.socket, *, max_connections: int, idle_timeout: float,
-                 max_threads: int, loop: asyncio.AbstractEventLoop | None = None,
+                 executor: futures.ThreadPoolExecutor, loop: asyncio.AbstractEventLoop | None = None,
                  held: threading.Event | None = None):
         self._app = app
         self._max_connections = max_connections
@@ -501,12 +504,11 @@ class RestServer:
             auto_decompress=False)
         self.host, self.port = sock.getsockname()[:2]
         self._held = held
-        self._thread = self._executor = None
+        self._executor = executor
+        self._thread = None
         if loop is None:
             self._loop = asyncio.new_event_loop()
-            self._executor = futures.ThreadPoolExecutor(max_workers=max_threads,
-                                                        thread_name_prefix=f"rest-api:{self.port}")
-            self._loop.set_default_executor(self._executor)
+            self._loop.set_default_executor(executor)
             self._thread = threading.Thread(target=self._loop.run_forever, name=f"rest-api:{self.port}",
                                             daemon=True)
             self._thread.start()
@@ -581,11 +583,11 @@ class RestServer:
         if self._thread is None:  # the loop is shared: its owner closes it
             if self._held is not None:
                 self._held.set()
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        if not self._thread.is_alive():
-            self._loop.close()
+        else:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+            if not self._thread.is_alive():
+                self._loop.close()
         # A model run that outlived its request's deadline finishes on its own.
         self._executor.shutdown(wait=False)
 
@@ -645,13 +647,16 @@ def start_rest_server(core: ServerCore, host: str, port: int, timeout_ms: int | 
     if metrics_path:
         metrics = _Route("GET", re.compile(re.escape(metrics_path)), _RestApi.metrics)
         routes = (metrics,) + routes
-    api = _RestApi(core, timeout_ms, max_json_depth, metrics_fn or core.metrics_exposition)
+    sock = _bind(host, port)
+    executor = futures.ThreadPoolExecutor(max_workers=core.max_concurrent_runs,
+                                          thread_name_prefix=f"rest-api:{sock.getsockname()[1]}")
+    api = _RestApi(core, timeout_ms, max_json_depth, metrics_fn or core.metrics_exposition, executor)
     shared = {} if grpc_server is None else {"loop": grpc_server.loop, "held": grpc_server.hold()}
     try:
-        server = RestServer(_App(api, routes, max_body_bytes), _bind(host, port),
-                            max_connections=max_connections, idle_timeout=idle_timeout,
-                            max_threads=core.max_concurrent_runs, **shared)
+        server = RestServer(_App(api, routes, max_body_bytes), sock, max_connections=max_connections,
+                            idle_timeout=idle_timeout, executor=executor, **shared)
     except BaseException:
+        executor.shutdown(wait=False)
         if shared:
             shared["held"].set()
         raise
