@@ -571,10 +571,10 @@ class RestServer:
         await server.shutdown(grace)
         await self._runner.cleanup()
         await self._listener.wait_closed()
-        # What is left (a connection its client closed mid-request) has nobody to answer.
-        # Only this server's tasks: the loop may be the gRPC server's too.
-        connections = [c._task_handler for c in self._open if c._task_handler is not None]
-        leftovers = [t for t in (*self._requests, *connections) if not t.done()]
+        # What is left (a request whose client closed the connection mid-request, which
+        # aiohttp's shutdown no longer sees) has nobody to answer. Only this server's
+        # requests: the loop may be the gRPC server's too.
+        leftovers = [t for t in self._requests if not t.done()]
         for task in leftovers:
             task.cancel()
         await asyncio.gather(*leftovers, return_exceptions=True)
