@@ -172,9 +172,9 @@ class _RestApi:
     """
 
     def __init__(self, core: ServerCore, timeout_ms: int | None, max_json_depth: int, metrics_fn,
-                 executor: futures.Executor | None = None):
+                 executor: futures.Executor):
         self._core = core
-        self._executor = executor  # large JSON conversions (None: the loop's default executor)
+        self._executor = executor  # large JSON conversions
         self._timeout = timeout_ms / 1000.0 if timeout_ms and timeout_ms > 0 else None
         self._max_depth = max_json_depth
         self._metrics_fn = metrics_fn
@@ -652,13 +652,8 @@ def start_rest_server(core: ServerCore, host: str, port: int, timeout_ms: int | 
                                           thread_name_prefix=f"rest-api:{sock.getsockname()[1]}")
     api = _RestApi(core, timeout_ms, max_json_depth, metrics_fn or core.metrics_exposition, executor)
     shared = {} if grpc_server is None else {"loop": grpc_server.loop, "held": grpc_server.hold()}
-    try:
-        server = RestServer(_App(api, routes, max_body_bytes), sock, max_connections=max_connections,
-                            idle_timeout=idle_timeout, executor=executor, **shared)
-    except BaseException:
-        executor.shutdown(wait=False)
-        if shared:
-            shared["held"].set()
-        raise
+    # A server that fails to start shuts its executor down and releases the loop itself.
+    server = RestServer(_App(api, routes, max_body_bytes), sock, max_connections=max_connections,
+                        idle_timeout=idle_timeout, executor=executor, **shared)
     logger.info("REST API listening on %s", server.url)
     return server

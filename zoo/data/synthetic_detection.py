@@ -161,7 +161,6 @@ def _add_objects(rng, canvas, background):
     return boxes, kinds
 
 
-
 @functools.lru_cache(maxsize=None)
 def _scenes(split):
     # Drawn when a split is first read (about 1 ms a scene), not when the set is listed.

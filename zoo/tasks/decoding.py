@@ -103,7 +103,7 @@ class CachedDecoder(tf.Module):
                 "tokens": tf.cast(embedding.token_embedding.embeddings, dtype),
                 "positions": tf.cast(embedding.position_embedding.position_embeddings, dtype)}
 
-    def step(self, tokens, index, caches, encoded, source_bias, cross, weights=None):
+    def step(self, tokens, index, caches, encoded, source_bias, cross, weights):
         """Logits [N, V] of the token after `tokens` [N] at position `index`, and the new caches.
 
         Each decoder layer runs as keras-hub's `TransformerDecoder.call` does (attention,
@@ -112,9 +112,8 @@ class CachedDecoder(tf.Module):
         is written out on [N, D] rows with the projections as plain matrix products (the
         layer's `call` would rebuild its masks and cache, and its einsums reshape, on every
         step: more ops than the step's arithmetic on models of this size). `weights` is
-        `self.weights()`, read once per decode; read here when not given.
+        `self.weights()`, read once per decode.
         """
-        weights = self.weights() if weights is None else weights
         x = tf.gather(weights["tokens"], tokens) + tf.gather(weights["positions"], index)
         length = self.target_length
         at_index = tf.reshape(tf.equal(tf.range(length), index), [1, 1, length, 1])
