@@ -14,6 +14,7 @@ import keras
 from zoo import registry, tasks
 from zoo.data.pipeline import load_dataset
 from zoo.training import strategy as strategies
+from zoo.training.optimizers import fuse_updates
 from zoo.training.precision import dtype_policy
 
 
@@ -57,8 +58,8 @@ def training_throughput(
         net = registry.build_model(model, compiled=False, **dict(model_kwargs or {}, **task.builder_arguments(info)))
     finally:
         keras.config.set_dtype_policy(previous)
-    opt = (keras.optimizers.SGD(learning_rate, momentum=0.9) if optimizer == "sgd"
-           else keras.optimizers.Adam(learning_rate))
+    opt = fuse_updates(keras.optimizers.SGD(learning_rate, momentum=0.9) if optimizer == "sgd"
+                       else keras.optimizers.Adam(learning_rate))
     net.compile(optimizer=opt, loss=task.loss(), metrics=task.metrics(),
                 jit_compile=strategies.use_xla(jit_compile), steps_per_execution=steps_per_execution)
     timer = _StepTimer()

@@ -37,6 +37,7 @@ from zoo.training import strategy as strategies
 from zoo.training.callbacks import AtomicBestCheckpoint, check_backup
 from zoo.training.fine_tune import freeze_all_but_head, initialize_from
 from zoo.training.multi_worker import fit_multi_worker
+from zoo.training.optimizers import fuse_updates
 from zoo.training.precision import dtype_policy
 from zoo.training.config import TrainConfig
 from zoo.training.plots import plot_history
@@ -89,10 +90,12 @@ def _learning_rate(config: TrainConfig, steps: int | None):
 def _optimizer(config: TrainConfig, steps: int | None = None):
     rate = _learning_rate(config, steps)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(rate, momentum=config.momentum)
-    if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
-    return keras.optimizers.Adam(rate)
+        optimizer = keras.optimizers.SGD(rate, momentum=config.momentum)
+    elif config.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(rate)
+    return fuse_updates(optimizer)
 
 
 def _prepare_run_dir(run_dir: pathlib.Path, config: TrainConfig, overwrite: bool, restart: bool = False) -> bool:
