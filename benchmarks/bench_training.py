@@ -20,7 +20,8 @@ disturb the other), zoo and PyTorch alternating, for several rounds. Runs in one
 are back to back, so the ratio zoo / best PyTorch of that round cancels most of a
 shared machine's load; the figure is the median of those per-round ratios, printed
 beside the load average at the start of each round. Also measured: the input
-pipeline's samples/s against simple_cnn's training consumption.
+pipeline's samples/s against simple_cnn's training consumption, and one optimizer
+update of each model's variables in Keras' own ops against zoo's fused kernels.
 
     .venv/bin/python benchmarks/bench_training.py [--models simple_cnn resnet20]
         [--precisions float32 bfloat16] [--rounds 3] [--steps N]
@@ -194,7 +195,37 @@ def zoo_throughput(model: str, precision: str, steps: int) -> dict:
               "params": zoo.build_model(model, num_classes=num_classes, input_shape=(32, 32, 3)).count_params()}
     if model == "simple_cnn":
         result["pipeline"] = pipeline_throughput("synthetic_shapes", BATCH)
+    if precision == "float32":  # the variables are float32 in both precisions
+        result["update_ms"] = optimizer_update_ms(model)
     return result
+
+
+def optimizer_update_ms(model: str, rounds: int = 7, calls: int = 50) -> dict:
+    """Milliseconds of one SGD-momentum update of all of `model`'s variables, Keras' own ops
+    against zoo's fused kernel (zoo.training.optimizers), interleaved, median of `rounds`."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import zoo
+    from zoo.training.optimizers import fuse_updates
+
+    variables = zoo.build_model(model, num_classes=6, input_shape=(32, 32, 3)).trainable_variables
+    gradients = [tf.random.normal(v.shape) for v in variables]
+    updates = {}
+    for name, wrap in (("keras", lambda o: o), ("fused", fuse_updates)):
+        optimizer = wrap(keras.optimizers.SGD(0.01, momentum=0.9))
+        optimizer.build(variables)
+        updates[name] = tf.function(lambda optimizer=optimizer: optimizer.apply(gradients, variables))
+        updates[name]()  # traces
+    times = {name: [] for name in updates}
+    for _ in range(rounds):
+        for name, update in updates.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                update()
+            times[name].append((time.perf_counter() - start) / calls * 1e3)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def _child(which: str, model: str, precision: str, steps: int, variant: str = "") -> dict:
@@ -252,6 +283,16 @@ def report(results: dict, loads: list, args, seconds: float) -> str:
         if zp and tp:
             notes.append(f"- {model} parameters: zoo {zp:,}, PyTorch twin {tp:,} "
                          f"(incl. BatchNorm running statistics; {100 * (tp - zp) / zp:+.2f}%)")
+    for (model, precision), res in results.items():
+        updates = [r["update_ms"] for r in res["zoo"] if "update_ms" in r]
+        trains = [r["train"] for r in res["zoo"] if "train" in r]
+        if updates and trains:
+            keras_ms = statistics.median(u["keras"] for u in updates)
+            fused_ms = statistics.median(u["fused"] for u in updates)
+            step_ms = BATCH / statistics.median(trains) * 1e3
+            notes.append(f"- {model}: one SGD-momentum update of all variables takes {fused_ms:.2f} ms in zoo's "
+                         f"fused kernels against {keras_ms:.2f} ms in Keras' own ops ({keras_ms / fused_ms:.2f}x), "
+                         f"{(keras_ms - fused_ms) / step_ms:.0%} of zoo's float32 step ({step_ms:.1f} ms)")
     pipe = [r["pipeline"] for (m, _), res in results.items() if m == "simple_cnn" for r in res["zoo"]
             if "pipeline" in r]
     consumption = [statistics.median(r["train"] for r in res["zoo"] if "train" in r)
