@@ -22,7 +22,13 @@ image, float32 [1, H, W, C]; text: one short sentence, string [1]), closed loop
   the same request, so the reply has the same size). Measured with the same
   client, it is the most requests per second a Python gRPC server can answer on
   this machine with a Python client on the same cores: the ceiling for the
-  served rows, against which the 70%-of-in-process target can be judged.
+  served rows, against which the 70%-of-in-process target can be judged;
+- gRPC floor, batched (no model): the same server doing, at the highest
+  concurrency, what a batching server does around its model without running one:
+  the request's tensors read into numpy, a batch thread joining up to 32 requests
+  (one `np.concatenate`) and waking the event loop once per batch, the response's
+  tensors written from numpy. Its CPU per request plus the model's in-process cost
+  in full batches gives the best a batching Python gRPC server could do here.
 
 Fairness. The in-process side runs in a process of its own with the same
 TensorFlow thread settings as the servers (`--tf-threads`), so neither side pays
@@ -79,6 +85,7 @@ import json
 import os
 import pathlib
 import platform
+import queue
 import shutil
 import signal
 import socket
@@ -102,6 +109,7 @@ BATCHING = ("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 1000 }\
             "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 1 }\n")
 WARMUP_SECONDS = 0.5
 FLOOR = "grpc floor (echo, no model)"
+BATCHED_FLOOR = "grpc floor, batched (no model)"
 BEFORE = " before"  # the suffix of the --before servers' modes: "grpc before", "rest before"
 # The servers' own gRPC options (serving.grpc_server), for the echo server.
 GRPC_OPTIONS = [("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1),
@@ -149,6 +157,40 @@ def closed_loop(make_call, concurrency, seconds, warmup=WARMUP_SECONDS):
     if not flat:
         raise RuntimeError("no request finished in the measured window")
     return flat, len(flat) / seconds
+
+
+def wakeup_cost_us(cycles=1000):
+    """µs of CPU an event loop thread spends per round trip with another thread that
+    sleeps 2 ms and resolves its future (`call_soon_threadsafe`): the price of one block
+    and wake-up on this machine, paid several times per request by any server whose
+    request crosses threads (a VM's wake-ups are dear)."""
+    handed = queue.Queue()
+
+    def worker():
+        while True:
+            item = handed.get()
+            if item is None:
+                return
+            loop, future = item
+            time.sleep(0.002)
+            loop.call_soon_threadsafe(future.set_result, None)
+
+    async def trips():
+        loop = asyncio.get_running_loop()
+        start = time.thread_time()
+        for _ in range(cycles):
+            future = loop.create_future()
+            handed.put((loop, future))
+            await future
+        return (time.thread_time() - start) / cycles * 1e6
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        return asyncio.run(trips())
+    finally:
+        handed.put(None)
+        thread.join()
 
 
 def summary(latencies, throughput):
@@ -252,21 +294,59 @@ def in_process_child(models_file, tf_threads):
 # The gRPC floor: an echo server that runs no model.
 
 
-def echo_server(port, responses_dir):
+def echo_server(port, responses_dir, batched=""):
     """Answer every Predict with the prepared response of its model until SIGTERM.
 
     `responses_dir` holds `<model name>.pb`, a serialized PredictResponse each.
+    `batched` ("batched"): also do what a batching server does around its model, with
+    no model: read the request's tensors into numpy (serving.tensors, as the server),
+    hand them to a batch thread that joins up to 32 requests (or what came in 1 ms)
+    with one `np.concatenate` and wakes the event loop once per batch, and write the
+    response's tensors from numpy.
     """
     import grpc
+    import numpy as np
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from serving import tensors
 
     responses = {p.stem: predict_pb2.PredictResponse.FromString(p.read_bytes())
                  for p in sorted(pathlib.Path(responses_dir).glob("*.pb"))}
     default = next(iter(responses.values()))
+    outputs = {name: {key: tensors.to_ndarray(t) for key, t in r.outputs.items()} for name, r in responses.items()}
+    ready = threading.Condition()
+    queued = []
+
+    def batch_thread(loop):
+        while True:
+            with ready:
+                while not queued:
+                    ready.wait()
+                due = time.monotonic() + 0.001
+                while len(queued) < 32 and time.monotonic() < due:
+                    ready.wait(due - time.monotonic())
+                batch = queued[:32]
+                del queued[:32]
+            np.concatenate([x for _, x in batch])
+            loop.call_soon_threadsafe(lambda: [f.set_result(None) for f, _ in batch if not f.done()])
 
     class Echo(prediction_service_pb2_grpc.PredictionServiceServicer):
         async def Predict(self, request, context):
-            return responses.get(request.model_spec.name, default)
+            name = request.model_spec.name
+            if not batched:
+                return responses.get(name, default)
+            x = tensors.to_ndarray(next(iter(request.inputs.values())))
+            done = asyncio.get_running_loop().create_future()
+            with ready:
+                queued.append((done, x))
+                if len(queued) in (1, 32):
+                    ready.notify()
+            await done
+            response = predict_pb2.PredictResponse()
+            response.model_spec.CopyFrom(responses.get(name, default).model_spec)
+            for key, value in outputs.get(name, next(iter(outputs.values()))).items():
+                response.outputs[key].CopyFrom(tensors.from_ndarray(value))
+            return response
 
     async def serve():
         server = grpc.aio.server(options=GRPC_OPTIONS)
@@ -274,6 +354,8 @@ def echo_server(port, responses_dir):
         if not server.add_insecure_port(f"localhost:{port}"):
             raise RuntimeError(f"could not bind localhost:{port}")
         await server.start()
+        if batched:
+            threading.Thread(target=batch_thread, args=(asyncio.get_running_loop(),), daemon=True).start()
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         print(json.dumps({"ready": True}), flush=True)
@@ -287,10 +369,11 @@ def echo_server(port, responses_dir):
 class EchoServer:
     """The echo server in its own process, on a free port."""
 
-    def __init__(self, responses_dir):
+    def __init__(self, responses_dir, batched=False):
         self.port = _free_port()
         self.process = subprocess.Popen([sys.executable, __file__, "--echo-server", str(self.port),
-                                         str(responses_dir)], stdout=subprocess.PIPE, text=True)
+                                         str(responses_dir)] + (["batched"] if batched else []),
+                                        stdout=subprocess.PIPE, text=True)
         line = self.process.stdout.readline()
         if not line or not json.loads(line).get("ready"):
             raise RuntimeError("the echo server did not start")
@@ -582,6 +665,17 @@ def _checks(cells, concurrency):
             best_off = cores / (transport + unbatched["cpu_us_per_request"])
             floor_line.update(best_batched_rps=best_on, best_unbatched_rps=best_off,
                               best_ratio=best_on / best_off, best_share=best_on / same["throughput_rps"])
+        batched = cell(BATCHED_FLOOR, None, high)
+        if ceiling and batched and on:
+            # The same bound from the batched floor: what batching itself costs around the model.
+            batched_cost = batched.get("server_cpu_us_per_request", 0) + batched.get("client_cpu_us_per_request", 0)
+            best = os.cpu_count() * 1e6 / (batched_cost + ceiling["cpu_us_per_request"])
+            floor_line.update(batched_floor_rps=batched["throughput_rps"],
+                              batched_floor_server_us=batched.get("server_cpu_us_per_request"),
+                              batched_floor_client_us=batched.get("client_cpu_us_per_request"),
+                              server_us=on.get("server_cpu_us_per_request"),
+                              model_us=ceiling["cpu_us_per_request"],
+                              best_batching_server_rps=best, share_of_best_batching=on["throughput_rps"] / best)
     return checks, floor_line
 
 
@@ -683,7 +777,7 @@ def main(argv=None):
                         help="measure the in-process side and the floor only where the targets and bounds read them")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out"), help="results folder (default: %(default)s)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument("--echo-server", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--echo-server", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return in_process_child(*args.child)
@@ -714,14 +808,15 @@ def main(argv=None):
     (work / "models.json").write_text(json.dumps(child_models))
 
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                           "tensorflow": tf.__version__, "platform": platform.platform()},
+                           "tensorflow": tf.__version__, "platform": platform.platform(),
+                           "wakeup_cpu_us": wakeup_cost_us()},
                "seconds": args.seconds, "rounds": args.rounds, "concurrency": concurrency,
                "tf_threads": args.tf_threads, "batching_parameters": BATCHING, "rest": rest, "models": {}}
 
     in_process = ChildProcess(__file__, work / "models.json", args.tf_threads)
     in_process.ready()
     # Servers by (before, batching); one that does not start fails its cells, the run goes on.
-    servers, failed, echo = {}, {}, None
+    servers, failed, echo, batched_echo = {}, {}, None, None
     tree, rest_before = work / "before", False
     try:
         if args.before:
@@ -751,6 +846,7 @@ def main(argv=None):
             answer = next(iter(servers.values())).predict_once(m["request"])
             (responses / f"{name}.pb").write_bytes(answer.SerializeToString())
         echo = EchoServer(responses)
+        batched_echo = EchoServer(responses, batched=True)
         low, high = concurrency[0], concurrency[-1]
         cells = []
         for name in models:
@@ -764,6 +860,7 @@ def main(argv=None):
             if args.before:
                 cells += [(name, "grpc" + BEFORE, b, c) for c in concurrency for b in (False, True)]
             cells += [(name, FLOOR, None, c) for c in ([high] if args.servers_only else concurrency)]
+            cells.append((name, BATCHED_FLOOR, None, high))
             if rest:
                 cells += [(name, "rest", b, c) for c in concurrency for b in (False, True)]
             if rest_before:
@@ -786,8 +883,9 @@ def main(argv=None):
                             result["throughput_rps"] *= 32
                             result["cpu_us_per_request"] /= 32
                     else:
-                        if mode == FLOOR:
-                            process, port = echo.process, echo.port
+                        if mode in (FLOOR, BATCHED_FLOOR):
+                            floor = echo if mode == FLOOR else batched_echo
+                            process, port = floor.process, floor.port
                         else:
                             key = (mode.endswith(BEFORE), batching)
                             if key not in servers:
@@ -816,8 +914,9 @@ def main(argv=None):
                           f"{result['throughput_rps']:8.1f} /s", flush=True)
     finally:
         in_process.stop()
-        if echo is not None:
-            echo.stop()
+        for floor in (echo, batched_echo):
+            if floor is not None:
+                floor.stop()
         for server in servers.values():
             server.stop()
         if args.before:
@@ -832,7 +931,13 @@ def main(argv=None):
              "CPU columns: µs of CPU per request, of the server process (served cells) "
              "or of the in-process child (in-process cells); client: this process, the gRPC/REST client. "
              f"`{FLOOR}`: a grpc.aio server that answers Predict with a prepared response "
-             "(the real one) and runs no model: the most a Python gRPC server can serve here.", ""]
+             "(the real one) and runs no model: the most a Python gRPC server can serve here. "
+             f"`{BATCHED_FLOOR}`: the same server doing what a batching server does around its model, "
+             "without one: request tensors read into numpy, a batch thread joining up to 32 of them (or "
+             "what came in 1 ms) and waking the event loop once per batch, response tensors written "
+             "from numpy. A thread's block and wake-up (an event loop awaiting a future that another "
+             f"thread resolves) costs {results['machine']['wakeup_cpu_us']:.0f} µs of the loop thread's CPU "
+             "on this machine.", ""]
     if args.before:
         before = results["before"]
         lines += [f"Before: `{before['ref']}` ({before['commit']}), its own `zoo-model-server` run from a worktree "
@@ -882,6 +987,15 @@ def main(argv=None):
                               f"{floor_line['best_share']:.0%} of in-process batched, "
                               f"{floor_line['best_unbatched_rps']:.0f} without = "
                               f"{floor_line['best_ratio']:.2f}x from batching"]
+            if "best_batching_server_rps" in floor_line:
+                f = floor_line
+                lines += ["", f"`{BATCHED_FLOOR}` at c={f['concurrency']}: {f['batched_floor_rps']:.0f} req/s, "
+                              f"server {f['batched_floor_server_us']:.0f} + client {f['batched_floor_client_us']:.0f} "
+                              f"µs of CPU per request (zoo-model-server with batching: server "
+                              f"{f['server_us']:.0f} µs, of which the model's in-process cost is {f['model_us']:.0f}). "
+                              f"From it, the best a batching Python gRPC server could do here: "
+                              f"{f['best_batching_server_rps']:.0f} req/s; zoo-model-server serves "
+                              f"{f['share_of_best_batching']:.0%} of that"]
         lines.append("")
         if args.before:
             table = _before_after(model_cells, concurrency, floor_line)

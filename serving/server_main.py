@@ -52,7 +52,10 @@ def _set_fields(message, prefix=""):
 def _parallelism(options, session_config):
     """(intra, inter) thread counts as TF Serving's Server::BuildAndStart picks them.
 
-    The flags win over the session config file's counts; 0 leaves TensorFlow's own.
+    The flags win over the session config file's counts; 0 leaves TensorFlow's own, and
+    a negative inter-op count runs each model's ops in the calling thread. As in TF
+    Serving, the intra/inter flags count only when one of them is positive; otherwise
+    both come from --tensorflow_session_parallelism.
     """
     intra = options.tensorflow_intra_op_parallelism
     inter = options.tensorflow_inter_op_parallelism
@@ -68,7 +71,7 @@ def _parallelism(options, session_config):
             "(server_options.tensorflow_intra_op_parallelism, "
             "server_options.tensorflow_inter_op_parallelism) separately. You cannot configure all.",
         )
-    if intra <= 0 and inter <= 0 and session > 0:
+    if intra <= 0 and inter <= 0:
         intra = inter = session
     if session_config is not None:
         intra = intra or session_config.intra_op_parallelism_threads
@@ -100,10 +103,17 @@ def _apply_tensorflow_options(options):
                 "TensorFlow's Python runtime."
             )
     intra, inter = _parallelism(options, session_config)
+    if options.tensorflow_inter_op_parallelism < 0 and inter >= 0:
+        warnings.append(
+            f"--tensorflow_inter_op_parallelism={options.tensorflow_inter_op_parallelism} ignored: as in TF "
+            "Serving, it applies only with a positive --tensorflow_intra_op_parallelism (e.g. "
+            "--tensorflow_intra_op_parallelism=2 --tensorflow_inter_op_parallelism=-1 runs each model's ops "
+            "in the thread that calls it)."
+        )
     try:
         if intra > 0:
             tf.config.threading.set_intra_op_parallelism_threads(intra)
-        if inter > 0:
+        if inter != 0:  # negative: every op in the caller's thread (the servables' sessions read it)
             tf.config.threading.set_inter_op_parallelism_threads(inter)
         if session_config is not None:
             if session_config.allow_soft_placement:

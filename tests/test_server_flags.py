@@ -22,7 +22,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 import serving_models as sm
 from serving import ModelServer, tensors
 from serving.flags import FLAGS, FlagError, build_parser, ignored_flag_warnings, parse_flags
-from serving.server_main import _parallelism, _set_fields
+from serving.server_main import _apply_tensorflow_options, _parallelism, _set_fields
 from serving.server_main import main as server_main
 
 TF_SERVING_FLAGS = {
@@ -189,6 +189,18 @@ def test_parallelism_is_picked_as_tf_serving_picks_it(tmp_path):
     config = SessionConfig(intra_op_parallelism_threads=5, inter_op_parallelism_threads=6)
     assert _parallelism(_options(), config) == (5, 6)
     assert _parallelism(_options(tensorflow_inter_op_parallelism=2), config) == (5, 2)
+    # A negative inter-op count (ops in the calling thread) counts beside a positive intra-op
+    # count; alone, TF Serving takes --tensorflow_session_parallelism instead.
+    assert _parallelism(_options(tensorflow_intra_op_parallelism=2, tensorflow_inter_op_parallelism=-1),
+                        None) == (2, -1)
+    assert _parallelism(_options(tensorflow_inter_op_parallelism=-1), None) == (0, 0)
+    assert _parallelism(_options(tensorflow_session_parallelism=-1), None) == (-1, -1)
+
+
+def test_a_lone_negative_inter_op_count_is_named_as_ignored():
+    warnings = _apply_tensorflow_options(_options(tensorflow_inter_op_parallelism=-1))
+    assert any("--tensorflow_inter_op_parallelism=-1 ignored" in w and "--tensorflow_intra_op_parallelism=2" in w
+               for w in warnings), warnings
 
 
 def test_all_three_parallelism_flags_are_refused(capsys):
