@@ -182,8 +182,12 @@ def plan_export(model_or_run_dir, *, task=None, label_names=None, checkpoint: st
     reference = task.reference(source.model, inputs, assets)
     precision = None
     if source.model is not trained:
-        mixed = task.reference(trained, inputs, assets)
-        diff = task.precision_difference(reference, mixed)
+        exported = task.precision_outputs(source.model, inputs, assets)
+        if exported is None:
+            exported, mixed = reference, task.reference(trained, inputs, assets)
+        else:
+            mixed = task.precision_outputs(trained, inputs, assets)
+        diff = task.precision_difference(exported, mixed)
         precision = {"trained": model_policy(trained), "exported": "float32", "max_abs_diff_vs_trained": diff}
         if diff > PRECISION_TOLERANCE:
             raise ExportError(f"The float32 export of this {precision['trained']} model answers up to {diff:.3g} "

@@ -205,3 +205,18 @@ def test_bad_export_options_are_named(options, words, tmp_path):
     with pytest.raises(ExportError, match=words):
         export_saved_model(model, tmp_path / "models", "bad", examples=np.zeros((1, 64, 64, 3), np.float32),
                            task_options=options)
+
+
+def test_the_precision_check_compares_anchors_not_which_box_nms_kept():
+    task = get_task("object_detection")
+    # Two overlapping anchors of one class at nearly equal scores: bf16 rounding swaps which
+    # one NMS keeps (a box 0.1 away), but every anchor moved by about 0.01.
+    boxes = np.array([[[0.1, 0.1, 0.5, 0.5], [0.1, 0.2, 0.5, 0.6], [0.7, 0.7, 0.9, 0.9]]], np.float32)
+    exported = {"boxes": boxes, "scores": np.array([[[0.50, 0.0], [0.49, 0.0], [0.0, 0.1]]], np.float32)}
+    trained = {"boxes": boxes + 0.004, "scores": np.array([[[0.49, 0.0], [0.50, 0.0], [0.0, 0.6]]], np.float32)}
+    assert task.precision_difference(exported, trained) == pytest.approx(0.01, abs=1e-6)
+    # A confident score that really moves is reported.
+    trained["scores"][0, 0, 0] = 0.2
+    assert task.precision_difference(exported, trained) == pytest.approx(0.3, abs=1e-6)
+    exported["scores"][:] = 0.0
+    assert task.precision_difference(exported, trained) == 0.0

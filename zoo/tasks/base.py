@@ -201,10 +201,15 @@ class Task:
         """(errors, max |difference|) of one exported call's outputs against the reference."""
         raise NotImplementedError
 
+    def precision_outputs(self, model, examples: dict, assets: dict) -> dict | None:
+        """What `precision_difference` compares between a model trained in mixed precision
+        and its float32 export, or None (the default) for their answers (`reference`)."""
+        return None
+
     def precision_difference(self, reference: dict, other: dict) -> float:
-        """How far `other` (the answers of the model as trained in mixed precision) is from
-        `reference` (its float32 export's) on the same examples: max |difference| of the
-        float outputs."""
+        """How far `other` (the `precision_outputs` of the model as trained in mixed
+        precision) is from `reference` (its float32 export's) on the same examples: max
+        |difference| of the float outputs."""
         return max((float(np.max(np.abs(np.asarray(other[k], np.float64) - np.asarray(v, np.float64))))
                     for k, v in reference.items() if np.asarray(v).dtype.kind == "f" and np.size(v)), default=0.0)
 
