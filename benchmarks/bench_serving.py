@@ -105,7 +105,12 @@ import numpy as np  # noqa: E402
 from child_process import ChildProcess  # noqa: E402  (the in-process side's process)
 
 MODELS = ("simple_cnn", "text_cnn")
-BATCHING = ("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 1000 }\n"
+BATCH_TIMEOUT_MICROS = 1000  # the exported batching_parameters.txt's default (serving.config)
+
+
+def batching_text(timeout_micros=BATCH_TIMEOUT_MICROS):
+    """The batching parameters of every batching party here (servers, in-process, batched floor)."""
+    return (f"max_batch_size {{ value: 32 }}\nbatch_timeout_micros {{ value: {timeout_micros} }}\n"
             "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 1 }\n")
 WARMUP_SECONDS = 0.5
 FLOOR = "grpc floor (echo, no model)"
@@ -232,7 +237,7 @@ def set_tf_threads(spec):
 # The in-process side: a child process, driven over stdin/stdout by child_process.ChildProcess.
 
 
-def in_process_child(models_file, tf_threads):
+def in_process_child(models_file, tf_threads, timeout_micros=BATCH_TIMEOUT_MICROS):
     """Serve measurement requests for the in-process cells until stdin closes.
 
     `models_file`: JSON {name: {"version_dir", "key", "input" (a .npy file)}}.
@@ -264,7 +269,7 @@ def in_process_child(models_file, tf_threads):
     models = {name: Model(name, m["version_dir"], m["key"], np.load(m["input"], allow_pickle=True))
               for name, m in json.loads(pathlib.Path(models_file).read_text()).items()}
     scheduler = BatchScheduler(BatchingOptions.from_proto(config_files.parse_text(
-        BATCHING, config_files.BatchingParameters)))
+        batching_text(int(timeout_micros)), config_files.BatchingParameters)))
     pid = os.getpid()
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
@@ -294,15 +299,15 @@ def in_process_child(models_file, tf_threads):
 # The gRPC floor: an echo server that runs no model.
 
 
-def echo_server(port, responses_dir, batched=""):
+def echo_server(port, responses_dir, batch_timeout_micros=""):
     """Answer every Predict with the prepared response of its model until SIGTERM.
 
     `responses_dir` holds `<model name>.pb`, a serialized PredictResponse each.
-    `batched` ("batched"): also do what a batching server does around its model, with
-    no model: read the request's tensors into numpy (serving.tensors, as the server),
-    hand them to a batch thread that joins up to 32 requests (or what came in 1 ms)
-    with one `np.concatenate` and wakes the event loop once per batch, and write the
-    response's tensors from numpy.
+    `batch_timeout_micros` (given: batched): also do what a batching server does around
+    its model, with no model: read the request's tensors into numpy (serving.tensors, as
+    the server), hand them to a batch thread that joins up to 32 requests (or what came
+    in the batch timeout) with one `np.concatenate` and wakes the event loop once per
+    batch, and write the response's tensors from numpy.
     """
     import grpc
     import numpy as np
@@ -314,21 +319,28 @@ def echo_server(port, responses_dir, batched=""):
                  for p in sorted(pathlib.Path(responses_dir).glob("*.pb"))}
     default = next(iter(responses.values()))
     outputs = {name: {key: tensors.to_ndarray(t) for key, t in r.outputs.items()} for name, r in responses.items()}
+    batched = bool(batch_timeout_micros)
+    timeout = int(batch_timeout_micros or 0) / 1e6
     ready = threading.Condition()
     queued = []
+
+    def resolve(batch):
+        for future, _ in batch:
+            if not future.done():
+                future.set_result(None)
 
     def batch_thread(loop):
         while True:
             with ready:
                 while not queued:
                     ready.wait()
-                due = time.monotonic() + 0.001
+                due = time.monotonic() + timeout
                 while len(queued) < 32 and time.monotonic() < due:
                     ready.wait(due - time.monotonic())
                 batch = queued[:32]
                 del queued[:32]
             np.concatenate([x for _, x in batch])
-            loop.call_soon_threadsafe(lambda: [f.set_result(None) for f, _ in batch if not f.done()])
+            loop.call_soon_threadsafe(resolve, batch)
 
     class Echo(prediction_service_pb2_grpc.PredictionServiceServicer):
         async def Predict(self, request, context):
@@ -369,10 +381,11 @@ def echo_server(port, responses_dir, batched=""):
 class EchoServer:
     """The echo server in its own process, on a free port."""
 
-    def __init__(self, responses_dir, batched=False):
+    def __init__(self, responses_dir, batch_timeout_micros=None):
         self.port = _free_port()
+        batched = [str(batch_timeout_micros)] if batch_timeout_micros is not None else []
         self.process = subprocess.Popen([sys.executable, __file__, "--echo-server", str(self.port),
-                                         str(responses_dir)] + (["batched"] if batched else []),
+                                         str(responses_dir)] + batched,
                                         stdout=subprocess.PIPE, text=True)
         line = self.process.stdout.readline()
         if not line or not json.loads(line).get("ready"):
@@ -770,13 +783,16 @@ def main(argv=None):
     parser.add_argument("--tf-threads", default="0,0",
                         help="INTRA,INTER op parallelism for the servers and the in-process side alike "
                              "(0: TensorFlow's default, as tensorflow_model_server's flags)")
+    parser.add_argument("--batch-timeout-micros", type=int, default=BATCH_TIMEOUT_MICROS,
+                        help="batch_timeout_micros for every batching side: servers, in-process and the "
+                             "batched floor (default: %(default)s, the exported batching_parameters.txt's)")
     parser.add_argument("--no-rest", action="store_true", help="skip the REST measurements")
     parser.add_argument("--before", metavar="REF",
                         help="also serve from this git ref (a detached worktree) and compare before -> after")
     parser.add_argument("--servers-only", action="store_true",
                         help="measure the in-process side and the floor only where the targets and bounds read them")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out"), help="results folder (default: %(default)s)")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--echo-server", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -798,7 +814,7 @@ def main(argv=None):
     if missing:
         raise SystemExit(f"{config_file} does not list {missing}:\n{config_text}")
     batching_file = work / "batching.txt"
-    batching_file.write_text(BATCHING)
+    batching_file.write_text(batching_text(args.batch_timeout_micros))
     child_models = {}
     for name, m in models.items():
         path = work / f"{name}.npy"
@@ -811,9 +827,9 @@ def main(argv=None):
                            "tensorflow": tf.__version__, "platform": platform.platform(),
                            "wakeup_cpu_us": wakeup_cost_us()},
                "seconds": args.seconds, "rounds": args.rounds, "concurrency": concurrency,
-               "tf_threads": args.tf_threads, "batching_parameters": BATCHING, "rest": rest, "models": {}}
+               "tf_threads": args.tf_threads, "batching_parameters": batching_text(args.batch_timeout_micros), "rest": rest, "models": {}}
 
-    in_process = ChildProcess(__file__, work / "models.json", args.tf_threads)
+    in_process = ChildProcess(__file__, work / "models.json", args.tf_threads, args.batch_timeout_micros)
     in_process.ready()
     # Servers by (before, batching); one that does not start fails its cells, the run goes on.
     servers, failed, echo, batched_echo = {}, {}, None, None
@@ -846,7 +862,7 @@ def main(argv=None):
             answer = next(iter(servers.values())).predict_once(m["request"])
             (responses / f"{name}.pb").write_bytes(answer.SerializeToString())
         echo = EchoServer(responses)
-        batched_echo = EchoServer(responses, batched=True)
+        batched_echo = EchoServer(responses, batch_timeout_micros=args.batch_timeout_micros)
         low, high = concurrency[0], concurrency[-1]
         cells = []
         for name in models:
@@ -927,14 +943,16 @@ def main(argv=None):
              f"{results['machine']['cpus']} CPUs, TensorFlow {tf.__version__}, TF threads (intra,inter) "
              f"{args.tf_threads} (0: default) for servers and in-process alike; closed loop; "
              f"{args.seconds:g} s per cell, median of {args.rounds} interleaved rounds; server and clients "
-             "share the machine. Batching: max_batch_size 32, batch_timeout_micros 1000, 1 batch thread. "
+             f"share the machine. Batching: max_batch_size 32, batch_timeout_micros {args.batch_timeout_micros}, "
+             "1 batch thread. "
              "CPU columns: µs of CPU per request, of the server process (served cells) "
              "or of the in-process child (in-process cells); client: this process, the gRPC/REST client. "
              f"`{FLOOR}`: a grpc.aio server that answers Predict with a prepared response "
              "(the real one) and runs no model: the most a Python gRPC server can serve here. "
              f"`{BATCHED_FLOOR}`: the same server doing what a batching server does around its model, "
              "without one: request tensors read into numpy, a batch thread joining up to 32 of them (or "
-             "what came in 1 ms) and waking the event loop once per batch, response tensors written "
+             f"what came in {args.batch_timeout_micros} µs) and waking the event loop once per batch, "
+             "response tensors written "
              "from numpy. A thread's block and wake-up (an event loop awaiting a future that another "
              f"thread resolves) costs {results['machine']['wakeup_cpu_us']:.0f} µs of the loop thread's CPU "
              "on this machine.", ""]
