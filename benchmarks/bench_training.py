@@ -184,8 +184,15 @@ def torch_throughput(model: str, precision: str, variant: str, steps: int) -> di
     return {"train": best, "params": params, "warmup_s": warmup_s, "torch": torch.__version__}
 
 
-def zoo_throughput(model: str, precision: str, steps: int) -> dict:
+def zoo_throughput(model: str, precision: str, steps: int, tf_threads: str = "0,0") -> dict:
+    import tensorflow as tf
+
     import zoo
+
+    # Before TensorFlow runs its first op: 0 is TensorFlow's own choice (inter-op = cores).
+    intra, inter = (int(n) for n in tf_threads.split(","))
+    tf.config.threading.set_intra_op_parallelism_threads(intra)
+    tf.config.threading.set_inter_op_parallelism_threads(inter)
     from zoo.benchmark import pipeline_throughput, training_throughput
 
     train = training_throughput(model, "synthetic_shapes", BATCH, steps, optimizer="sgd", learning_rate=0.01,
@@ -228,9 +235,9 @@ def optimizer_update_ms(model: str, rounds: int = 7, calls: int = 50) -> dict:
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def _child(which: str, model: str, precision: str, steps: int, variant: str = "") -> dict:
+def _child(which: str, model: str, precision: str, steps: int, variant: str = "", tf_threads: str = "0,0") -> dict:
     cmd = [sys.executable, __file__, "--child", which, "--models", model, "--precisions", precision,
-           "--steps", str(steps)] + (["--variant", variant] if variant else [])
+           "--steps", str(steps), "--zoo-tf-threads", tf_threads] + (["--variant", variant] if variant else [])
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -249,7 +256,8 @@ def report(results: dict, loads: list, args, seconds: float) -> str:
     torch_v = next((r["torch"] for res in results.values() for runs in res["torch"].values()
                     for r in runs if "torch" in r), "?")
     head = (f"zoo / best PyTorch {torch_v} loop, batch {BATCH}, synthetic_shapes 32x32x3, SGD momentum 0.9, "
-            f"{os.cpu_count()} CPU cores, {args.rounds} alternating rounds, "
+            f"{os.cpu_count()} CPU cores, zoo's TF threads (intra,inter) {args.zoo_tf_threads} (0: TF's choice), "
+            f"{args.rounds} alternating rounds, "
             f"{datetime.date.today().isoformat()}, {seconds / 60:.1f} min.\n\n")
     rows = ["| model | precision | steps | zoo samples/s | " + " | ".join(f"torch {v}" for v in VARIANTS)
             + " | best torch | zoo / best torch (range) | load per round |",
@@ -311,13 +319,15 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=None,
                     help=f"steps per timed pass for every model (default per model: {DEFAULT_STEPS})")
+    ap.add_argument("--zoo-tf-threads", default="0,0", metavar="INTRA,INTER",
+                    help="zoo's TensorFlow intra- and inter-op threads (default: 0,0, TensorFlow's choice)")
     ap.add_argument("--child", choices=("torch", "zoo"), help=argparse.SUPPRESS)
     ap.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         model, precision = args.models[0], args.precisions[0]
         result = (torch_throughput(model, precision, args.variant, args.steps) if args.child == "torch"
-                  else zoo_throughput(model, precision, args.steps))
+                  else zoo_throughput(model, precision, args.steps, args.zoo_tf_threads))
         print(json.dumps(result))
         return
 
@@ -337,7 +347,7 @@ def main():
                     ["compile", "channels_last", "zoo", "eager"]
             this_round = {}
             for which in order:
-                run = (_child("zoo", model, precision, steps) if which == "zoo"
+                run = (_child("zoo", model, precision, steps, tf_threads=args.zoo_tf_threads) if which == "zoo"
                        else _child("torch", model, precision, steps, which))
                 (res["zoo"] if which == "zoo" else res["torch"][which]).append(run)
                 this_round[which] = run.get("train")
