@@ -105,12 +105,14 @@ import numpy as np  # noqa: E402
 from child_process import ChildProcess  # noqa: E402  (the in-process side's process)
 
 MODELS = ("simple_cnn", "text_cnn")
-BATCH_TIMEOUT_MICROS = 1000  # the exported batching_parameters.txt's default (serving.config)
+# The exported batching_parameters.txt's defaults (serving.config.BATCHING_DEFAULTS).
+MAX_BATCH_SIZE = 32
+BATCH_TIMEOUT_MICROS = 1000
 
 
-def batching_text(timeout_micros=BATCH_TIMEOUT_MICROS):
+def batching_text(timeout_micros=BATCH_TIMEOUT_MICROS, max_batch_size=MAX_BATCH_SIZE):
     """The batching parameters of every batching party here (servers, in-process, batched floor)."""
-    return (f"max_batch_size {{ value: 32 }}\nbatch_timeout_micros {{ value: {timeout_micros} }}\n"
+    return (f"max_batch_size {{ value: {max_batch_size} }}\nbatch_timeout_micros {{ value: {timeout_micros} }}\n"
             "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 1 }\n")
 WARMUP_SECONDS = 0.5
 FLOOR = "grpc floor (echo, no model)"
@@ -237,7 +239,7 @@ def set_tf_threads(spec):
 # The in-process side: a child process, driven over stdin/stdout by child_process.ChildProcess.
 
 
-def in_process_child(models_file, tf_threads, timeout_micros=BATCH_TIMEOUT_MICROS):
+def in_process_child(models_file, tf_threads, timeout_micros=BATCH_TIMEOUT_MICROS, max_batch_size=MAX_BATCH_SIZE):
     """Serve measurement requests for the in-process cells until stdin closes.
 
     `models_file`: JSON {name: {"version_dir", "key", "input" (a .npy file)}}.
@@ -269,7 +271,7 @@ def in_process_child(models_file, tf_threads, timeout_micros=BATCH_TIMEOUT_MICRO
     models = {name: Model(name, m["version_dir"], m["key"], np.load(m["input"], allow_pickle=True))
               for name, m in json.loads(pathlib.Path(models_file).read_text()).items()}
     scheduler = BatchScheduler(BatchingOptions.from_proto(config_files.parse_text(
-        batching_text(int(timeout_micros)), config_files.BatchingParameters)))
+        batching_text(int(timeout_micros), int(max_batch_size)), config_files.BatchingParameters)))
     pid = os.getpid()
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
@@ -299,15 +301,15 @@ def in_process_child(models_file, tf_threads, timeout_micros=BATCH_TIMEOUT_MICRO
 # The gRPC floor: an echo server that runs no model.
 
 
-def echo_server(port, responses_dir, batch_timeout_micros=""):
+def echo_server(port, responses_dir, batch_timeout_micros="", max_batch_size=str(MAX_BATCH_SIZE)):
     """Answer every Predict with the prepared response of its model until SIGTERM.
 
     `responses_dir` holds `<model name>.pb`, a serialized PredictResponse each.
     `batch_timeout_micros` (given: batched): also do what a batching server does around
     its model, with no model: read the request's tensors into numpy (serving.tensors, as
-    the server), hand them to a batch thread that joins up to 32 requests (or what came
-    in the batch timeout) with one `np.concatenate` and wakes the event loop once per
-    batch, and write the response's tensors from numpy.
+    the server), hand them to a batch thread that joins up to `max_batch_size` requests
+    (or what came in the batch timeout) with one `np.concatenate` and wakes the event
+    loop once per batch, and write the response's tensors from numpy.
     """
     import grpc
     import numpy as np
@@ -321,6 +323,7 @@ def echo_server(port, responses_dir, batch_timeout_micros=""):
     outputs = {name: {key: tensors.to_ndarray(t) for key, t in r.outputs.items()} for name, r in responses.items()}
     batched = bool(batch_timeout_micros)
     timeout = int(batch_timeout_micros or 0) / 1e6
+    most = int(max_batch_size)
     ready = threading.Condition()
     queued = []
 
@@ -335,10 +338,10 @@ def echo_server(port, responses_dir, batch_timeout_micros=""):
                 while not queued:
                     ready.wait()
                 due = time.monotonic() + timeout
-                while len(queued) < 32 and time.monotonic() < due:
+                while len(queued) < most and time.monotonic() < due:
                     ready.wait(due - time.monotonic())
-                batch = queued[:32]
-                del queued[:32]
+                batch = queued[:most]
+                del queued[:most]
             np.concatenate([x for _, x in batch])
             loop.call_soon_threadsafe(resolve, batch)
 
@@ -351,7 +354,7 @@ def echo_server(port, responses_dir, batch_timeout_micros=""):
             done = asyncio.get_running_loop().create_future()
             with ready:
                 queued.append((done, x))
-                if len(queued) in (1, 32):
+                if len(queued) in (1, most):
                     ready.notify()
             await done
             response = predict_pb2.PredictResponse()
@@ -381,9 +384,9 @@ def echo_server(port, responses_dir, batch_timeout_micros=""):
 class EchoServer:
     """The echo server in its own process, on a free port."""
 
-    def __init__(self, responses_dir, batch_timeout_micros=None):
+    def __init__(self, responses_dir, batch_timeout_micros=None, max_batch_size=MAX_BATCH_SIZE):
         self.port = _free_port()
-        batched = [str(batch_timeout_micros)] if batch_timeout_micros is not None else []
+        batched = [str(batch_timeout_micros), str(max_batch_size)] if batch_timeout_micros is not None else []
         self.process = subprocess.Popen([sys.executable, __file__, "--echo-server", str(self.port),
                                          str(responses_dir)] + batched,
                                         stdout=subprocess.PIPE, text=True)
@@ -786,13 +789,16 @@ def main(argv=None):
     parser.add_argument("--batch-timeout-micros", type=int, default=BATCH_TIMEOUT_MICROS,
                         help="batch_timeout_micros for every batching side: servers, in-process and the "
                              "batched floor (default: %(default)s, the exported batching_parameters.txt's)")
+    parser.add_argument("--max-batch-size", type=int, default=MAX_BATCH_SIZE,
+                        help="max_batch_size for every batching side (default: %(default)s, the exported "
+                             "batching_parameters.txt's); the model's ceiling is still measured in batches of 32")
     parser.add_argument("--no-rest", action="store_true", help="skip the REST measurements")
     parser.add_argument("--before", metavar="REF",
                         help="also serve from this git ref (a detached worktree) and compare before -> after")
     parser.add_argument("--servers-only", action="store_true",
                         help="measure the in-process side and the floor only where the targets and bounds read them")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out"), help="results folder (default: %(default)s)")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--echo-server", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -814,7 +820,8 @@ def main(argv=None):
     if missing:
         raise SystemExit(f"{config_file} does not list {missing}:\n{config_text}")
     batching_file = work / "batching.txt"
-    batching_file.write_text(batching_text(args.batch_timeout_micros))
+    batching = batching_text(args.batch_timeout_micros, args.max_batch_size)
+    batching_file.write_text(batching)
     child_models = {}
     for name, m in models.items():
         path = work / f"{name}.npy"
@@ -827,9 +834,10 @@ def main(argv=None):
                            "tensorflow": tf.__version__, "platform": platform.platform(),
                            "wakeup_cpu_us": wakeup_cost_us()},
                "seconds": args.seconds, "rounds": args.rounds, "concurrency": concurrency,
-               "tf_threads": args.tf_threads, "batching_parameters": batching_text(args.batch_timeout_micros), "rest": rest, "models": {}}
+               "tf_threads": args.tf_threads, "batching_parameters": batching, "rest": rest, "models": {}}
 
-    in_process = ChildProcess(__file__, work / "models.json", args.tf_threads, args.batch_timeout_micros)
+    in_process = ChildProcess(__file__, work / "models.json", args.tf_threads, args.batch_timeout_micros,
+                              args.max_batch_size)
     in_process.ready()
     # Servers by (before, batching); one that does not start fails its cells, the run goes on.
     servers, failed, echo, batched_echo = {}, {}, None, None
@@ -862,7 +870,7 @@ def main(argv=None):
             answer = next(iter(servers.values())).predict_once(m["request"])
             (responses / f"{name}.pb").write_bytes(answer.SerializeToString())
         echo = EchoServer(responses)
-        batched_echo = EchoServer(responses, batch_timeout_micros=args.batch_timeout_micros)
+        batched_echo = EchoServer(responses, args.batch_timeout_micros, args.max_batch_size)
         low, high = concurrency[0], concurrency[-1]
         cells = []
         for name in models:
@@ -943,14 +951,16 @@ def main(argv=None):
              f"{results['machine']['cpus']} CPUs, TensorFlow {tf.__version__}, TF threads (intra,inter) "
              f"{args.tf_threads} (0: default) for servers and in-process alike; closed loop; "
              f"{args.seconds:g} s per cell, median of {args.rounds} interleaved rounds; server and clients "
-             f"share the machine. Batching: max_batch_size 32, batch_timeout_micros {args.batch_timeout_micros}, "
+             f"share the machine. Batching: max_batch_size {args.max_batch_size}, "
+             f"batch_timeout_micros {args.batch_timeout_micros}, "
              "1 batch thread. "
              "CPU columns: µs of CPU per request, of the server process (served cells) "
              "or of the in-process child (in-process cells); client: this process, the gRPC/REST client. "
              f"`{FLOOR}`: a grpc.aio server that answers Predict with a prepared response "
              "(the real one) and runs no model: the most a Python gRPC server can serve here. "
              f"`{BATCHED_FLOOR}`: the same server doing what a batching server does around its model, "
-             "without one: request tensors read into numpy, a batch thread joining up to 32 of them (or "
+             f"without one: request tensors read into numpy, a batch thread joining up to {args.max_batch_size} "
+             "of them (or "
              f"what came in {args.batch_timeout_micros} µs) and waking the event loop once per batch, "
              "response tensors written "
              "from numpy. A thread's block and wake-up (an event loop awaiting a future that another "
