@@ -25,8 +25,8 @@ image, float32 [1, H, W, C]; text: one short sentence, string [1]), closed loop
   served rows, against which the 70%-of-in-process target can be judged;
 - gRPC floor, batched (no model): the same server doing, at the highest
   concurrency, what a batching server does around its model without running one:
-  the request's tensors read into numpy, a batch thread joining up to 32 requests
-  (one `np.concatenate`) and waking the event loop once per batch, the response's
+  the request's tensors read into numpy, a batch thread joining up to max_batch_size
+  requests (one `np.concatenate`) and waking the event loop once per batch, the response's
   tensors written from numpy. Its CPU per request plus the model's in-process cost
   in full batches gives the best a batching Python gRPC server could do here.
 
@@ -70,6 +70,8 @@ in-process side and the floor only where the targets and bounds read them.
     python benchmarks/bench_serving.py --models simple_cnn --no-rest --concurrency 1 32
     python benchmarks/bench_serving.py --seconds 0.5 --rounds 1   # smoke run, ~1 minute
     python benchmarks/bench_serving.py --tf-threads 1,0      # intra-op 1, inter-op default
+    python benchmarks/bench_serving.py --no-rest --concurrency 1 32 --servers-only \
+        --tf-threads 1,-1 --batch-timeout-micros 16000 --max-batch-size 16   # tuned (RESULTS-serving.md)
     python benchmarks/bench_serving.py --before a20fbe2 --servers-only --concurrency 1 32
 
 Writes benchmarks/out/serving.md and benchmarks/out/serving.json (`--out` folder).
@@ -952,18 +954,15 @@ def main(argv=None):
              f"{args.tf_threads} (0: default) for servers and in-process alike; closed loop; "
              f"{args.seconds:g} s per cell, median of {args.rounds} interleaved rounds; server and clients "
              f"share the machine. Batching: max_batch_size {args.max_batch_size}, "
-             f"batch_timeout_micros {args.batch_timeout_micros}, "
-             "1 batch thread. "
+             f"batch_timeout_micros {args.batch_timeout_micros}, 1 batch thread. "
              "CPU columns: µs of CPU per request, of the server process (served cells) "
              "or of the in-process child (in-process cells); client: this process, the gRPC/REST client. "
              f"`{FLOOR}`: a grpc.aio server that answers Predict with a prepared response "
              "(the real one) and runs no model: the most a Python gRPC server can serve here. "
              f"`{BATCHED_FLOOR}`: the same server doing what a batching server does around its model, "
              f"without one: request tensors read into numpy, a batch thread joining up to {args.max_batch_size} "
-             "of them (or "
-             f"what came in {args.batch_timeout_micros} µs) and waking the event loop once per batch, "
-             "response tensors written "
-             "from numpy. A thread's block and wake-up (an event loop awaiting a future that another "
+             f"of them (or what came in {args.batch_timeout_micros} µs) and waking the event loop once per "
+             "batch, response tensors written from numpy. A thread's block and wake-up (an event loop awaiting a future that another "
              f"thread resolves) costs {results['machine']['wakeup_cpu_us']:.0f} µs of the loop thread's CPU "
              "on this machine.", ""]
     if args.before:
