@@ -673,21 +673,25 @@ def _checks(cells, concurrency):
                       "in_process_batched_rps": same["throughput_rps"],
                       "share": echo["throughput_rps"] / same["throughput_rps"]}
         unbatched = cell("in-process", False, high)
-        transport = echo.get("server_cpu_us_per_request", 0) + echo.get("client_cpu_us_per_request", 0)
-        if ceiling and unbatched and transport:
+
+        def transport_us(floor_cell):  # a floor's server and client CPU per request
+            return floor_cell.get("server_cpu_us_per_request", 0) + floor_cell.get("client_cpu_us_per_request", 0)
+
+        def best_rps(transport, model):
             # The best any Python gRPC server could do here: every core busy, each
-            # request costing what the floor's server and client spend on it plus
+            # request costing what a floor's server and client spend on it plus
             # what the model costs in-process (per image in full batches, or alone).
-            cores = os.cpu_count() * 1e6
-            best_on = cores / (transport + ceiling["cpu_us_per_request"])
-            best_off = cores / (transport + unbatched["cpu_us_per_request"])
+            return os.cpu_count() * 1e6 / (transport + model["cpu_us_per_request"])
+
+        transport = transport_us(echo)
+        if ceiling and unbatched and transport:
+            best_on, best_off = best_rps(transport, ceiling), best_rps(transport, unbatched)
             floor_line.update(best_batched_rps=best_on, best_unbatched_rps=best_off,
                               best_ratio=best_on / best_off, best_share=best_on / same["throughput_rps"])
         batched = cell(BATCHED_FLOOR, None, high)
         if ceiling and batched and on:
             # The same bound from the batched floor: what batching itself costs around the model.
-            batched_cost = batched.get("server_cpu_us_per_request", 0) + batched.get("client_cpu_us_per_request", 0)
-            best = os.cpu_count() * 1e6 / (batched_cost + ceiling["cpu_us_per_request"])
+            best = best_rps(transport_us(batched), ceiling)
             floor_line.update(batched_floor_rps=batched["throughput_rps"],
                               batched_floor_server_us=batched.get("server_cpu_us_per_request"),
                               batched_floor_client_us=batched.get("client_cpu_us_per_request"),
@@ -962,8 +966,8 @@ def main(argv=None):
              f"`{BATCHED_FLOOR}`: the same server doing what a batching server does around its model, "
              f"without one: request tensors read into numpy, a batch thread joining up to {args.max_batch_size} "
              f"of them (or what came in {args.batch_timeout_micros} µs) and waking the event loop once per "
-             "batch, response tensors written from numpy. A thread's block and wake-up (an event loop awaiting a future that another "
-             f"thread resolves) costs {results['machine']['wakeup_cpu_us']:.0f} µs of the loop thread's CPU "
+             "batch, response tensors written from numpy. A thread's block and wake-up (an event loop "
+             f"awaiting a future that another thread resolves) costs {results['machine']['wakeup_cpu_us']:.0f} µs of the loop thread's CPU "
              "on this machine.", ""]
     if args.before:
         before = results["before"]
