@@ -807,6 +807,10 @@ def main(argv=None):
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--echo-server", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.max_batch_size < 1:
+        parser.error(f"--max-batch-size must be at least 1, not {args.max_batch_size}")
+    if args.batch_timeout_micros < 0:
+        parser.error(f"--batch-timeout-micros must be 0 or more, not {args.batch_timeout_micros}")
     if args.child:
         return in_process_child(*args.child)
     if args.echo_server:

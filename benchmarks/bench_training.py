@@ -34,6 +34,7 @@ import datetime
 import json
 import os
 import pathlib
+import re
 import statistics
 import subprocess
 import sys
@@ -324,6 +325,8 @@ def main():
     ap.add_argument("--child", choices=("torch", "zoo"), help=argparse.SUPPRESS)
     ap.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if not re.fullmatch(r"-?\d+,-?\d+", args.zoo_tf_threads):
+        ap.error(f"--zoo-tf-threads takes INTRA,INTER (two integers, e.g. 2,1), not {args.zoo_tf_threads!r}")
     if args.child:
         model, precision = args.models[0], args.precisions[0]
         result = (torch_throughput(model, precision, args.variant, args.steps) if args.child == "torch"
