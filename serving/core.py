@@ -134,8 +134,11 @@ class ServerCore:
     """
 
     def __init__(self, manager, *, batcher=None, metrics=None, enable_signature_method_name_check=False,
-                 max_concurrent_runs=64, max_request_tensor_bytes=tensors.DEFAULT_MAX_REQUEST_TENSOR_BYTES):
+                 max_concurrent_runs=64, max_request_tensor_bytes=tensors.DEFAULT_MAX_REQUEST_TENSOR_BYTES,
+                 reload_refusal=""):
         self.manager = manager
+        # Non-empty: why HandleReloadConfigRequest is refused (a worker process of several).
+        self.reload_refusal = reload_refusal
         self.batcher = batcher
         self.metrics = metrics if metrics is not None else Metrics()
         self.enable_signature_method_name_check = enable_signature_method_name_check
@@ -243,6 +246,8 @@ class ServerCore:
 
     def handle_reload_config(self, request: model_management_pb2.ReloadConfigRequest, *, entrypoint="GRPC"):
         """HandleReloadConfigRequest: switch to a new ModelConfigList."""
+        if self.reload_refusal:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, self.reload_refusal)
         if request.config.WhichOneof("config") != "model_config_list":
             raise _invalid(
                 "ServerModelConfig type not supported by HandleReloadConfigRequest. "

@@ -13,9 +13,10 @@ booleans as `--enable_batching`, `--enable_batching=true` or `--enable_batching=
 (`--port 8500` works too). An unknown flag is an error ("unknown argument: ..."),
 so a typo is not silently ignored.
 
-Three flags are additions: `--host` (the address gRPC binds, `localhost` unless told
-otherwise), `--rest_api_host` (the REST address, `--host` by default) and
-`--max_request_tensor_bytes` (what one request tensor may ask for by its shape). One
+Four flags are additions: `--host` (the address gRPC binds, `localhost` unless told
+otherwise), `--rest_api_host` (the REST address, `--host` by default),
+`--max_request_tensor_bytes` (what one request tensor may ask for by its shape) and
+`--worker_processes` (several server processes on the same ports). One
 default differs: the standard gRPC health service is on unless
 `--enable_grpc_healthcheck_service=false` (TF Serving's flag is off by default).
 
@@ -98,6 +99,11 @@ FLAGS = [
     Flag("max_request_tensor_bytes", int, 1 << 30, "The most bytes one request tensor may ask for "
          "by its shape, whatever its encoding, checked before anything is allocated (0: no limit). "
          "(Not a TF Serving flag.)"),
+    Flag("worker_processes", int, 1, "Serve from this many processes, each loading every model, "
+         "all on the same gRPC and REST ports (SO_REUSEPORT spreads client connections over them), "
+         "so that more cores serve requests than one Python process keeps busy. 0: one per CPU core. "
+         "HandleReloadConfigRequest is refused with more than one. (Not a TF Serving flag; see "
+         "serving/workers.py.)"),
     Flag("rest_api_num_threads", int, 0, "Number of threads for HTTP/REST API processing.",
          "the REST API serves every connection on one asyncio event loop (aiohttp) and runs models on "
          "the server's model-run threads, so there is no REST thread pool to size"),
@@ -302,7 +308,9 @@ def ignored_flag_warnings(options):
 # API is off unless a port is given (None), and 0 asks for a free port, as `port=0`
 # does for gRPC; a model base path is None when not given.
 _API_DEFAULTS = {"rest_api_port": None, "model_base_path": None}
-_NOT_OPTIONS = {"version"}  # answered by the console script before any server exists
+# Answered by the console script before any server exists (--worker_processes starts
+# several servers, each a process).
+_NOT_OPTIONS = {"version", "worker_processes"}
 
 
 def _field(flag):
@@ -328,6 +336,9 @@ OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(ServerOption
 def check_option_names(names):
     """Raise TypeError naming an unknown option and the closest flag name."""
     for name in names:
+        if name in _NOT_OPTIONS:
+            raise TypeError(f"{name!r} is a flag of the zoo-model-server console script, not a server option: "
+                            "a ModelServer is one server in this process.")
         if name not in OPTION_NAMES:
             close = difflib.get_close_matches(name, sorted(OPTION_NAMES), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""

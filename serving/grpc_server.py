@@ -310,7 +310,7 @@ def _add_port(server, address, credentials):
 
 def build_grpc_server(core, *, host="localhost", port=0, socket_path="", channel_arguments="",
                       max_threads=32, asynchronous=False, credentials=None, health_service=True,
-                      alts=False):
+                      alts=False, reuse_port=False):
     """A gRPC server with TF Serving's services on `core`, bound but not started.
 
     Args:
@@ -327,6 +327,8 @@ def build_grpc_server(core, *, host="localhost", port=0, socket_path="", channel
         health_service: register grpc.health.v1.Health (the returned servicer
             exists, and is driven, either way).
         alts: the credentials are ALTS (for the error when they cannot bind).
+        reuse_port: bind the TCP port with SO_REUSEPORT, shared with the other
+            worker processes of the same server.
 
     Returns:
         (server, bound_port, health_servicer).
@@ -334,7 +336,9 @@ def build_grpc_server(core, *, host="localhost", port=0, socket_path="", channel
     options = [
         ("grpc.max_receive_message_length", _MAX_MESSAGE),
         ("grpc.max_send_message_length", _MAX_MESSAGE),
-        ("grpc.so_reuseport", 0),
+        # Off, so that a port another server holds fails the start; on for the
+        # workers of one server, which share it (serving.workers).
+        ("grpc.so_reuseport", int(reuse_port)),
     ]
     extra = parse_channel_arguments(channel_arguments)
     overridden = {key for key, _ in extra}

@@ -592,12 +592,14 @@ class RestServer:
         self._executor.shutdown(wait=False)
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
     # One socket on the one address `host` names (as a plain HTTP server binds), so that
     # port 0 gives one port even where "localhost" is both 127.0.0.1 and ::1.
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:  # the worker processes of one server share the port (serving.workers)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except BaseException:
         sock.close()
@@ -611,7 +613,7 @@ def start_rest_server(core: ServerCore, host: str, port: int, timeout_ms: int | 
                       max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
                       max_connections: int = DEFAULT_MAX_CONNECTIONS,
                       idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
-                      grpc_server=None) -> RestServer:
+                      grpc_server=None, reuse_port: bool = False) -> RestServer:
     """Serves TF Serving's REST API for `core` on host:port (port 0 picks a free one).
 
     Args:
@@ -633,6 +635,8 @@ def start_rest_server(core: ServerCore, host: str, port: int, timeout_ms: int | 
         grpc_server: the asyncio gRPC server (`serving.grpc_server.AsyncioServer`,
             which serves with batching on): REST then runs on its event loop, and the
             loop stays up until REST has stopped. None: REST runs a loop of its own.
+        reuse_port: bind with SO_REUSEPORT, sharing the port with the other worker
+            processes of the same server.
 
     Example:
         server = start_rest_server(core, "localhost", 8501, timeout_ms=30000)
@@ -647,7 +651,7 @@ def start_rest_server(core: ServerCore, host: str, port: int, timeout_ms: int | 
     if metrics_path:
         metrics = _Route("GET", re.compile(re.escape(metrics_path)), _RestApi.metrics)
         routes = (metrics,) + routes
-    sock = _bind(host, port)
+    sock = _bind(host, port, reuse_port)
     executor = futures.ThreadPoolExecutor(max_workers=core.max_concurrent_runs,
                                           thread_name_prefix=f"rest-api:{sock.getsockname()[1]}")
     api = _RestApi(core, timeout_ms, max_json_depth, metrics_fn or core.metrics_exposition, executor)

@@ -63,11 +63,14 @@ class ModelServer:
             --batching_parameters_file.
         monitoring_config: a `MonitoringConfig` proto or its text, instead of
             --monitoring_config_file.
+        worker: a `serving.workers.WorkerRole` when this server is one of the
+            worker processes of `zoo-model-server --worker_processes=N`: its ports
+            are shared with the others, and it refuses HandleReloadConfigRequest.
         **flags: any other option, by its flag name.
     """
 
     def __init__(self, model_base_path=None, model_name=None, *, options=None, config=None,
-                 ssl_config=None, batching_parameters=None, monitoring_config=None, **flags):
+                 ssl_config=None, batching_parameters=None, monitoring_config=None, worker=None, **flags):
         check_option_names(flags)
         given = dict(flags)
         if model_base_path is not None:
@@ -79,6 +82,7 @@ class ModelServer:
         self.ssl_config = ssl_config
         self.batching_parameters = batching_parameters
         self.monitoring_config = monitoring_config
+        self.worker = worker
         self.rest_api_host = self.options.rest_api_host or self.options.host
 
         self.core = None
@@ -97,9 +101,9 @@ class ModelServer:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_flags(cls, namespace):
+    def from_flags(cls, namespace, worker=None):
         """A ModelServer from a parsed command line (`serving.flags.parse_flags`)."""
-        return cls(options=options_from_flags(namespace))
+        return cls(options=options_from_flags(namespace), worker=worker)
 
     # Properties.
 
@@ -166,6 +170,7 @@ class ModelServer:
             metrics=self.metrics,
             enable_signature_method_name_check=self.options.enable_signature_method_name_check,
             max_request_tensor_bytes=self.options.max_request_tensor_bytes,
+            reload_refusal=self.worker.reload_refusal if self.worker is not None else "",
         )
         self._manager.reload_config(model_config)
         self._manager.start()
@@ -175,11 +180,13 @@ class ModelServer:
             )
             self._config_poller.start()
 
+        # A Unix socket cannot be shared: the first worker listens on it.
+        socket_path = self.options.grpc_socket_path if self.worker is None or self.worker.index == 0 else ""
         self._grpc, self._grpc_port, self._health = build_grpc_server(
             self.core,
             host=self.options.host,
             port=self.options.port,
-            socket_path=self.options.grpc_socket_path,
+            socket_path=socket_path,
             channel_arguments=self.options.grpc_channel_arguments,
             max_threads=server_flags.grpc_max_threads(self.options.grpc_max_threads),
             # Batched requests wait on an event loop rather than on worker threads.
@@ -187,12 +194,13 @@ class ModelServer:
             credentials=credentials,
             health_service=self.options.enable_grpc_healthcheck_service,
             alts=self.options.use_alts_credentials,
+            reuse_port=self.worker is not None,
         )
         self._tls = credentials is not None
         self._grpc.start()
         set_serving(self._health, True)
         log.info("Running gRPC ModelServer at %s:%s%s ...", self.options.host, self._grpc_port, self._security_note())
-        if self.options.grpc_socket_path:
+        if socket_path:
             log.info("Running gRPC ModelServer at UNIX socket %s ...", self.options.grpc_socket_path)
         self._start_rest(monitoring)
 
@@ -210,6 +218,7 @@ class ModelServer:
             metrics_fn=self.core.metrics_exposition,
             # With batching, one event loop serves both APIs.
             grpc_server=self._grpc if isinstance(self._grpc, AsyncioServer) else None,
+            reuse_port=self.worker is not None,
         )
         log.info("Exporting HTTP/REST API at:%s:%s ...", self.rest_api_host, self._rest.port)
         if self._tls:

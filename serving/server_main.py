@@ -10,7 +10,8 @@ apply here (see `serving.flags`), applies the TensorFlow runtime flags
 SIGINT, on which health turns NOT_SERVING, new requests are refused and requests in
 flight finish before the process exits 0. Start-up failures are reported the way
 tensorflow_model_server reports them ("Failed to start server. Error: ...") and the
-process exits non-zero (255, its -1).
+process exits non-zero (255, its -1). With `--worker_processes=N` (N > 1) it
+supervises N such servers on the same ports instead (`serving.workers`).
 """
 
 import gc
@@ -158,10 +159,22 @@ def main(argv=None):
         print(f"TensorFlow ModelServer: zoo-model-server {version}\nTensorFlow Library: {tf.__version__}")
         return 0
 
+    from serving.workers import Supervisor, WorkerRole
+
+    worker = WorkerRole.from_environment()
+    workers = options.worker_processes or os.cpu_count() or 1
+    if workers < 0:
+        print(f"--worker_processes={options.worker_processes}: give a number of processes, at least 1 "
+              "(0: one per CPU core)", file=sys.stderr)
+        return EXIT_FAILURE
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    who = f" worker-{worker.index}" if worker is not None else ""
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname).1s %(name)s] %(message)s", stream=sys.stderr
+        level=logging.INFO, format=f"%(asctime)s %(levelname).1s{who} %(name)s] %(message)s", stream=sys.stderr
     )
+    if worker is None and workers > 1:
+        # The supervisor loads no TensorFlow; each worker is this same program.
+        return Supervisor(argv, options, workers).run(grace=SHUTDOWN_GRACE_SECONDS + 5)
     from serving.errors import ServingError
     from serving.flags import ignored_flag_warnings
     from serving.server import ModelServer
@@ -182,12 +195,14 @@ def main(argv=None):
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        server = ModelServer.from_flags(options)
+        server = ModelServer.from_flags(options, worker=worker)
         try:
             server.start()
         except ServingError as e:
             _report_start_failure(e)
             return EXIT_FAILURE
+        if worker is not None:
+            worker.announce_ready()
         while not stop.wait(0.5):
             pass
         log.info("Received shutdown signal; draining requests")

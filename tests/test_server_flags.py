@@ -135,10 +135,11 @@ def test_every_tf_serving_flag_is_accepted():
     assert options.ssl_config_file == "/models/ssl.config" and options.per_process_gpu_memory_fraction == 0.5
     assert options.enable_profiler is True and options.xla_cpu_compilation_enabled is False
     assert options.mixed_precision == "bfloat16" and options.num_tflite_pools == 4
-    # One table: the parser's flags are FLAGS', TF Serving's in its order plus three additions.
+    # One table: the parser's flags are FLAGS', TF Serving's in its order plus four additions.
     names = [flag.name for flag in FLAGS]
     assert [n for n in names if n in TF_SERVING_FLAGS] == list(TF_SERVING_FLAGS)
-    assert set(names) - set(TF_SERVING_FLAGS) == {"host", "rest_api_host", "max_request_tensor_bytes"}
+    assert set(names) - set(TF_SERVING_FLAGS) == {"host", "rest_api_host", "max_request_tensor_bytes",
+                                                     "worker_processes"}
     parser_flags = {a.dest for a in build_parser()._actions if a.dest != "help"}
     assert parser_flags == set(names)
 
@@ -347,7 +348,7 @@ def test_one_options_object_from_the_command_line_or_keywords():
     assert server.options.enable_batching and server.options.max_request_tensor_bytes == 4096
     # Keywords override a whole options object; every flag has a field, and nothing else does.
     assert ModelServer(options=options, port=9).options.port == 9
-    assert {f.name for f in FLAGS} - {"version"} == set(ServerOptions.__dataclass_fields__)
+    assert {f.name for f in FLAGS} - {"version", "worker_processes"} == set(ServerOptions.__dataclass_fields__)
 
 
 def test_an_unknown_option_names_the_closest_flag():
