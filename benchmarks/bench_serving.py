@@ -214,11 +214,16 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _cpu_seconds(pid):
-    """User + system CPU seconds a process has used so far."""
+def _cpu_seconds(pid, children=False):
+    """User + system CPU seconds a process has used so far; with `children`, its live
+    children's too (a server's worker processes; not this process's servers)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    if not children:
+        return own
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return own + sum(_cpu_seconds(int(child), True) for child in f.read().split())
 
 
 def _tf_threads(spec):
@@ -444,7 +449,7 @@ class Server:
     installed one.
     """
 
-    def __init__(self, config_file, batching_file=None, rest=True, tf_threads="0,0", tree=None):
+    def __init__(self, config_file, batching_file=None, rest=True, tf_threads="0,0", tree=None, workers=1):
         import grpc
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -465,6 +470,8 @@ class Server:
             argv.append(f"--rest_api_port={self.rest_port}")
         if batching_file:
             argv += ["--enable_batching", f"--batching_parameters_file={batching_file}"]
+        if workers > 1:
+            argv.append(f"--worker_processes={workers}")
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
         if tree is not None:  # the same folder and path as checkout() checked
@@ -480,10 +487,13 @@ class Server:
                 self.process.kill()  # the run goes on without it (its cells fail)
                 raise RuntimeError("zoo-model-server did not start:\n" + self.log_tail())
             try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                # With several workers, the first one up answers: wait for all of them.
+                if (stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1
+                        and (workers == 1 or f"Serving with {workers} worker processes" in self.log_tail())):
                     break
             except grpc.RpcError:
-                time.sleep(0.25)
+                pass
+            time.sleep(0.25)
         channel.close()
 
     def log_tail(self):
@@ -534,7 +544,10 @@ def grpc_closed_loop(port, request, concurrency, seconds, warmup=WARMUP_SECONDS)
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     async def main():
-        channels = [grpc.aio.insecure_channel(f"localhost:{port}") for _ in range(concurrency)]
+        # A connection per client, as separate clients have (channels to one address
+        # otherwise share one): a server's worker processes take connections, not requests.
+        channels = [grpc.aio.insecure_channel(f"localhost:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+                    for _ in range(concurrency)]
         stubs = [prediction_service_pb2_grpc.PredictionServiceStub(c) for c in channels]
         latencies = [[] for _ in range(concurrency)]
         begin = time.perf_counter() + warmup
@@ -798,6 +811,8 @@ def main(argv=None):
     parser.add_argument("--max-batch-size", type=int, default=MAX_BATCH_SIZE,
                         help="max_batch_size for every batching side (default: %(default)s, the exported "
                              "batching_parameters.txt's); the model's ceiling is still measured in batches of 32")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="zoo-model-server --worker_processes (default: 1, one process)")
     parser.add_argument("--no-rest", action="store_true", help="skip the REST measurements")
     parser.add_argument("--before", metavar="REF",
                         help="also serve from this git ref (a detached worktree) and compare before -> after")
@@ -811,6 +826,8 @@ def main(argv=None):
         parser.error(f"--max-batch-size must be at least 1, not {args.max_batch_size}")
     if args.batch_timeout_micros < 0:
         parser.error(f"--batch-timeout-micros must be 0 or more, not {args.batch_timeout_micros}")
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, not {args.workers}")
     if args.child:
         return in_process_child(*args.child)
     if args.echo_server:
@@ -844,7 +861,7 @@ def main(argv=None):
                            "tensorflow": tf.__version__, "platform": platform.platform(),
                            "wakeup_cpu_us": wakeup_cost_us()},
                "seconds": args.seconds, "rounds": args.rounds, "concurrency": concurrency,
-               "tf_threads": args.tf_threads, "batching_parameters": batching, "rest": rest, "models": {}}
+               "tf_threads": args.tf_threads, "workers": args.workers, "batching_parameters": batching, "rest": rest, "models": {}}
 
     in_process = ChildProcess(__file__, work / "models.json", args.tf_threads, args.batch_timeout_micros,
                               args.max_batch_size)
@@ -868,7 +885,7 @@ def main(argv=None):
                 try:
                     servers[before, batching] = Server(
                         config_file, batching_file if batching else None, rest=rest_before if before else rest,
-                        tf_threads=args.tf_threads, tree=tree if before else None)
+                        tf_threads=args.tf_threads, tree=tree if before else None, workers=args.workers)
                 except RuntimeError as e:
                     print(f"server (before={before}, batching={batching}): {e}", flush=True)
                     failed[before, batching] = str(e).strip().splitlines()[-1]
@@ -926,7 +943,7 @@ def main(argv=None):
                                 raise RuntimeError(f"the server did not start: {failed[key]}")
                             server = servers[key]
                             process, port = server.process, server.port
-                        server_cpu, client_cpu = _cpu_seconds(process.pid), _cpu_seconds(me)
+                        server_cpu, client_cpu = _cpu_seconds(process.pid, True), _cpu_seconds(me)
                         if mode.startswith("rest"):
                             latencies, throughput = closed_loop(
                                 rest_caller(server.rest_port, name, m["example"]), c, args.seconds)
@@ -934,7 +951,7 @@ def main(argv=None):
                             latencies, throughput = grpc_closed_loop(port, m["request"], c, args.seconds)
                         share = args.seconds / (args.seconds + WARMUP_SECONDS) / max(1, len(latencies)) * 1e6
                         result = summary(latencies, throughput)
-                        result["server_cpu_us_per_request"] = (_cpu_seconds(process.pid) - server_cpu) * share
+                        result["server_cpu_us_per_request"] = (_cpu_seconds(process.pid, True) - server_cpu) * share
                         result["client_cpu_us_per_request"] = (_cpu_seconds(me) - client_cpu) * share
                 except Exception as e:  # e.g. a REST server gone: the cell fails, the run goes on
                     result = {"error": str(e) if isinstance(e, RuntimeError) else repr(e)}
@@ -963,7 +980,8 @@ def main(argv=None):
              f"{args.seconds:g} s per cell, median of {args.rounds} interleaved rounds; server and clients "
              f"share the machine. Batching: max_batch_size {args.max_batch_size}, "
              f"batch_timeout_micros {args.batch_timeout_micros}, 1 batch thread. "
-             "CPU columns: µs of CPU per request, of the server process (served cells) "
+             f"zoo-model-server worker processes: {args.workers}. Each client has a connection of its own. "
+             "CPU columns: µs of CPU per request, of the server process and its workers (served cells) "
              "or of the in-process child (in-process cells); client: this process, the gRPC/REST client. "
              f"`{FLOOR}`: a grpc.aio server that answers Predict with a prepared response "
              "(the real one) and runs no model: the most a Python gRPC server can serve here. "

@@ -90,16 +90,20 @@ class WorkerRole:
         )
 
 
-def _reserve(host, port):
+class _BindError(Exception):
+    pass
+
+
+def _reserve(what, host, port):
     """A bound, not listening, SO_REUSEPORT socket on host:port: the port the workers share."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # The address family as serving.rest binds it ("localhost": 127.0.0.1).
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-    except BaseException:
+    except (OSError, OverflowError) as e:  # OverflowError: a port past 65535
         sock.close()
-        raise
+        raise _BindError(f"Failed to bind {what} to {host}:{port} ({e.strerror or e})") from e
     return sock
 
 
@@ -204,13 +208,13 @@ class Supervisor:
         reserved = []
         try:
             host = self.options.host
-            grpc_sock = _reserve(host, self.options.port)
+            grpc_sock = _reserve("gRPC server", host, self.options.port)
             reserved.append(grpc_sock)
             port = grpc_sock.getsockname()[1]
             self.argv.append(f"--port={port}")
             if self.options.rest_api_port:
                 rest_host = self.options.rest_api_host or host
-                reserved.append(_reserve(rest_host, self.options.rest_api_port))
+                reserved.append(_reserve("HTTP/REST API", rest_host, self.options.rest_api_port))
             failed = self._start_all()
             for sock in reserved:
                 sock.close()
@@ -228,7 +232,7 @@ class Supervisor:
             log.info("Received shutdown signal; stopping %d worker processes", self.count)
             self._stop_all(grace)
             return 0
-        except OSError as e:
+        except _BindError as e:
             print(f"Failed to start server. Error: UNAVAILABLE: {e}", file=sys.stderr, flush=True)
             self._stop_all(grace)
             return 255

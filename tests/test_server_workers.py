@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -208,3 +209,16 @@ def test_bad_worker_counts_are_refused():
     assert "--worker_processes=-1: give a number of processes, at least 1" in process.stderr
     with pytest.raises(TypeError, match="'worker_processes' is a flag of the zoo-model-server console script"):
         ModelServer("/m", "m", worker_processes=2)
+
+
+def test_a_port_another_process_holds_fails_before_any_worker_starts():
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        process = subprocess.run([SCRIPT, f"--port={port}", "--host=127.0.0.1", "--model_base_path=/m",
+                                  "--worker_processes=2"], capture_output=True, text=True, timeout=60)
+    assert process.returncode == 255
+    assert "Failed to start server. Error: UNAVAILABLE:" in process.stderr
+    assert f"Failed to bind gRPC server to 127.0.0.1:{port} (Address already in use)" in process.stderr
+    assert "worker-" not in process.stderr
