@@ -150,7 +150,8 @@ class Supervisor:
                     if index not in ready and process.poll() is not None:
                         log.error("Worker %d (pid %d) exited with status %s while starting; stopping the others",
                                   index, process.pid, process.returncode)
-                        return process.returncode or 1
+                        # A worker killed by a signal (negative status) fails as a failed start does.
+                        return process.returncode if process.returncode > 0 else 255
                 readable, _, _ = select.select([read_fd], [], [], 0.5)
                 if readable:
                     chunk = os.read(read_fd, 64)
