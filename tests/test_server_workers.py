@@ -109,8 +109,9 @@ def test_both_workers_take_connections_on_the_shared_ports(supervised):
         for channel in channels:
             grpc.channel_ready_future(channel).result(timeout=30)
         held = [_established_on(pid, port) for pid in workers]
-        # 16 connections, and each worker holds some (all on one: odds of 1 in 2**15).
-        assert sum(held) == 16 and min(held) > 0, held
+        # Our 16 connections (and any not yet closed), and each worker holds some
+        # (all 16 on one: odds of 1 in 2**15).
+        assert sum(held) >= 16 and min(held) > 0, held
     finally:
         for channel in channels:
             channel.close()
@@ -123,7 +124,7 @@ def test_both_workers_take_connections_on_the_shared_ports(supervised):
     held = [_established_on(pid, rest_port) for pid in workers]
     for connection in connections:
         connection.close()
-    assert sum(held) == 16 and min(held) > 0, held
+    assert sum(held) >= 16 and min(held) > 0, held
 
 
 def test_reload_config_is_refused_with_the_way_to_change_models(supervised):
