@@ -161,7 +161,11 @@ def main(argv=None):
 
     from serving.workers import Supervisor, WorkerRole
 
-    worker = WorkerRole.from_environment()
+    try:
+        worker = WorkerRole.from_environment()
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return EXIT_FAILURE
     workers = options.worker_processes or os.cpu_count() or 1
     if workers < 0:
         print(f"--worker_processes={options.worker_processes}: give a number of processes, at least 1 "

@@ -64,11 +64,19 @@ class WorkerRole:
 
     @classmethod
     def from_environment(cls):
-        """The role the supervisor gave this process, or None when it is not a worker."""
+        """The role the supervisor gave this process, or None when it is not a worker.
+
+        Raises:
+            ValueError: the variable is set to something the supervisor does not write.
+        """
         text = os.environ.get(WORKER_ENV)
         if not text:
             return None
-        index, count, ready_fd = (int(part) for part in text.split("/"))
+        try:
+            index, count, ready_fd = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise ValueError(f"{WORKER_ENV}={text!r} is not INDEX/COUNT/READY_FD: the zoo-model-server "
+                             f"supervisor sets it for its workers; unset it to run a server.") from None
         return cls(index, count, ready_fd)
 
     def announce_ready(self):

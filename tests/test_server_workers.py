@@ -208,6 +208,9 @@ def test_bad_worker_counts_are_refused():
                              capture_output=True, text=True, timeout=60)
     assert process.returncode == 255
     assert "--worker_processes=-1: give a number of processes, at least 1" in process.stderr
+    process = subprocess.run([SCRIPT, "--model_base_path=/m"], env=dict(os.environ, ZOO_SERVER_WORKER="x"),
+                             capture_output=True, text=True, timeout=60)
+    assert process.returncode == 255 and "ZOO_SERVER_WORKER='x' is not INDEX/COUNT/READY_FD" in process.stderr
     with pytest.raises(TypeError, match="'worker_processes' is a flag of the zoo-model-server console script"):
         ModelServer("/m", "m", worker_processes=2)
 
