@@ -56,7 +56,8 @@ _HEALTHY_S = 60
 
 @dataclasses.dataclass(frozen=True)
 class WorkerRole:
-    """This process is worker `index` of `count`; it writes to `ready_fd` once serving."""
+    """This process is worker `index` of `count`; it writes to `ready_fd` once serving
+    (-1: a restarted worker, which nobody waits for)."""
 
     index: int
     count: int
@@ -80,9 +81,11 @@ class WorkerRole:
         return cls(index, count, ready_fd)
 
     def announce_ready(self):
+        if self.ready_fd < 0:
+            return
         try:
             os.write(self.ready_fd, b"%d\n" % self.index)
-        except OSError:  # a restarted worker: nobody waits for it
+        except OSError:  # the supervisor stopped waiting (another worker failed to start)
             pass
         finally:
             os.close(self.ready_fd)
@@ -132,13 +135,12 @@ class Supervisor:
         self._restarts = [0] * count
         self._stopping = False
 
-    def _spawn(self, index, ready_fd):
+    def _spawn(self, index, ready_fd=-1):
         env = dict(os.environ, **{WORKER_ENV: f"{index}/{self.count}/{ready_fd}"})
         argv = [sys.executable, "-m", "serving.server_main", *self.argv]
-        process = subprocess.Popen(argv, env=env, pass_fds=(ready_fd,), preexec_fn=_die_with_parent)
-        self.workers[index] = process
+        self.workers[index] = subprocess.Popen(argv, env=env, pass_fds=(ready_fd,) if ready_fd >= 0 else (),
+                                               preexec_fn=_die_with_parent)
         self._started_at[index] = time.monotonic()
-        return process
 
     def _start_all(self):
         """Start every worker and wait until each serves; the exit status if one cannot."""
@@ -181,22 +183,13 @@ class Supervisor:
         deadline = time.monotonic() + delay
         while not self._stopping and time.monotonic() < deadline:
             time.sleep(0.2)
-        if self._stopping:
-            return
-        read_fd, write_fd = os.pipe()
-        try:
-            self._spawn(index, write_fd)
-        finally:
-            os.close(write_fd)
-            os.close(read_fd)  # a restarted worker's readiness is its serving; nobody waits on it
-
-    def _signal_all(self, sig):
-        for process in self.workers:
-            if process is not None and process.poll() is None:
-                process.send_signal(sig)
+        if not self._stopping:
+            self._spawn(index)  # its readiness is its serving: nobody waits for it
 
     def _stop_all(self, grace):
-        self._signal_all(signal.SIGTERM)
+        for process in self.workers:
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
         for process in self.workers:
             if process is None:

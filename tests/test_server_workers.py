@@ -7,6 +7,7 @@ to do it instead, SIGTERM stops everything with status 0, and a worker that cann
 start fails the whole server as tensorflow_model_server fails.
 """
 
+import contextlib
 import http.client
 import json
 import os
@@ -69,9 +70,27 @@ def _wait_serving(port, deadline_s=120):
     raise AssertionError("the workers did not start serving")
 
 
+def _own_channel(port):
+    """A channel with a connection of its own (channels to one address otherwise share one)."""
+    return grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+
+
+@contextlib.contextmanager
+def _connected(port, count):
+    """`count` connections to `port`, open (handshake done) until the block ends."""
+    channels = [_own_channel(port) for _ in range(count)]
+    try:
+        for channel in channels:
+            grpc.channel_ready_future(channel).result(timeout=30)
+        yield
+    finally:
+        for channel in channels:
+            channel.close()
+
+
 def _predict(port, x):
-    """One Predict on a connection of its own (a channel that shares no subchannel)."""
-    with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+    """One Predict on a connection of its own."""
+    with _own_channel(port) as channel:
         request = predict_pb2.PredictRequest()
         request.model_spec.name = "hp"
         request.inputs["x"].CopyFrom(tensors.from_ndarray(np.asarray([[x]], np.float32)))
@@ -103,18 +122,11 @@ def test_both_workers_take_connections_on_the_shared_ports(supervised):
     process, port, rest_port, _ = supervised
     workers = _children(process.pid)
     assert len(workers) == 2
-    channels = [grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
-                for _ in range(16)]
-    try:
-        for channel in channels:
-            grpc.channel_ready_future(channel).result(timeout=30)
+    with _connected(port, 16):
         held = [_established_on(pid, port) for pid in workers]
-        # Our 16 connections (and any not yet closed), and each worker holds some
-        # (all 16 on one: odds of 1 in 2**15).
-        assert sum(held) >= 16 and min(held) > 0, held
-    finally:
-        for channel in channels:
-            channel.close()
+    # Our 16 connections (and any not yet closed), and each worker holds some
+    # (all 16 on one: odds of 1 in 2**15).
+    assert sum(held) >= 16 and min(held) > 0, held
     assert _predict(port, 5.0) == [4.5]
     connections = [http.client.HTTPConnection("127.0.0.1", rest_port, timeout=30) for _ in range(16)]
     for i, connection in enumerate(connections):
@@ -161,22 +173,14 @@ def test_a_worker_that_dies_is_started_again_while_the_other_serves(supervised):
     assert second in workers
     restarted = next(pid for pid in workers if pid != second)
     deadline = time.monotonic() + 120
-    while _established_on(restarted, port) == 0 and time.monotonic() < deadline:
-        # Loaded and listening once connections land on it.
+    while True:  # requests answer all along; the restarted worker takes connections once it listens
         for _ in range(8):
             assert _predict(port, 3.0) == [3.5]
-        channels = [grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
-                    for _ in range(8)]
-        for channel in channels:
-            grpc.channel_ready_future(channel).result(timeout=30)
-        landed = _established_on(restarted, port)
-        for channel in channels:
-            channel.close()
-        if landed:
-            break
+        with _connected(port, 8):
+            if _established_on(restarted, port):
+                break
+        assert time.monotonic() < deadline, "the restarted worker never took a connection"
         time.sleep(0.5)
-    else:
-        raise AssertionError("the restarted worker never took a connection")
 
 
 def test_sigterm_stops_every_worker_and_exits_0(supervised):
