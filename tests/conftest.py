@@ -27,3 +27,14 @@ def digits_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("runs") / "simple_cnn-digits"
     return zoo.train("simple_cnn", "digits", epochs=15, out_dir=out, verbose=0)
+
+
+def pytest_collection_modifyitems(items):
+    """The modules marked `slow(seconds)` first, longest first; the rest after, in their
+    order. `make test` runs two workers a file at a time (`-n 2 --dist loadfile`): started
+    first, the long files overlap each other instead of ending the run alone."""
+    def weight(item):
+        mark = item.get_closest_marker("slow")
+        return -mark.args[0] if mark else 0
+
+    items.sort(key=weight)

@@ -18,6 +18,8 @@ from zoo.tasks import audio_codec
 from zoo.tasks.base import as_text
 from tests.wav_files import wav_bytes
 
+pytestmark = pytest.mark.slow(100)  # seconds, serially on 2 cores: run first (conftest)
+
 
 @pytest.fixture(scope="module")
 def commands_run(tmp_path_factory):

@@ -8,6 +8,8 @@ import pytest
 import zoo
 from task_checks import go_the_whole_way
 
+pytestmark = pytest.mark.slow(175)  # seconds, serially on 2 cores: run first (conftest)
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):

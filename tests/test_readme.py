@@ -11,6 +11,10 @@ import re
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow(400)  # seconds, serially on 2 cores: run first (conftest)
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- readme-examples: skip[^>]*-->\n)?```(sh|python)\n(.*?)```", re.S)
 
