@@ -31,8 +31,10 @@ def digits_run(tmp_path_factory):
 
 def pytest_collection_modifyitems(items):
     """The modules marked `slow(seconds)` first, longest first; the rest after, in their
-    order. `make test` runs two workers a file at a time (`-n 2 --dist loadfile`): started
-    first, the long files overlap each other instead of ending the run alone."""
+    order. `make test` runs two workers a file at a time in this order (`-n 2 --dist
+    loadfile --no-loadscope-reorder`; xdist would otherwise hand out the files with the
+    most tests first): started first, the long files overlap each other instead of ending
+    the run alone."""
     def weight(item):
         mark = item.get_closest_marker("slow")
         return -mark.args[0] if mark else 0
