@@ -10,6 +10,12 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Tests never download: the TFDS path is driven with tfds.testing.mock_data.
 os.environ["ZOO_OFFLINE"] = "1"
+# Under `make test`'s processes (pytest-xdist), each runs TensorFlow's ops on its share
+# of the cores, and so do the commands it starts: two processes sizing their pools to
+# all the cores make twice as many busy threads as cores, spinning against each other.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1:
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
