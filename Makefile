@@ -29,11 +29,11 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/zoo demo
 
-# Two processes, a file at a time each (the long files start first: tests/conftest.py).
+# Two processes, a file at a time each (a file's module fixtures, its trained models, stay in one).
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30 tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=30 tests
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'

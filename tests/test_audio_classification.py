@@ -18,7 +18,7 @@ from zoo.tasks import audio_codec
 from zoo.tasks.base import as_text
 from tests.wav_files import wav_bytes
 
-pytestmark = pytest.mark.slow(100)  # seconds, serially on 2 cores: run first (conftest)
+pytestmark = pytest.mark.slow  # minutes: learning or the README's commands (-m "not slow" leaves it out)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from zoo.data.tokenizer import read_vocabulary
 from zoo.data.wordpiece import preset_vocabulary
 from zoo.tasks.base import as_text
 
-pytestmark = pytest.mark.slow(240)  # seconds, serially on 2 cores: run first (conftest)
+pytestmark = pytest.mark.slow  # minutes: learning or the README's commands (-m "not slow" leaves it out)
 
 HOSTILE_TEXTS = ["", b"\xff\xfe not \xc3 UTF-8", "x" * 100_000, "The plot was not bad at all."]
 

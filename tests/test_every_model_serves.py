@@ -8,7 +8,7 @@ import pytest
 import zoo
 from task_checks import go_the_whole_way
 
-pytestmark = pytest.mark.slow(175)  # seconds, serially on 2 cores: run first (conftest)
+pytestmark = pytest.mark.slow  # minutes: learning or the README's commands (-m "not slow" leaves it out)
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from zoo.tasks import get_task, image_codec
 from zoo.tasks.base import as_text
 from zoo.tasks.detection_metrics import coco_metrics
 
-pytestmark = pytest.mark.slow(120)  # seconds, serially on 2 cores: run first (conftest)
+pytestmark = pytest.mark.slow  # minutes: learning or the README's commands (-m "not slow" leaves it out)
 
 EPOCHS = 8  # about 80 s on two cores; mAP@0.5 0.87 measured
 LIMIT = 1_000_000  # max_image_pixels of the export

@@ -22,7 +22,7 @@ from zoo.tasks import decoding
 from zoo.tasks.base import as_text
 from zoo.tasks.seq2seq import python_greedy
 
-pytestmark = pytest.mark.slow(110)  # seconds, serially on 2 cores: run first (conftest)
+pytestmark = pytest.mark.slow  # minutes: learning or the README's commands (-m "not slow" leaves it out)
 
 TINY = dict(size="tiny", dropout=0.0)
 

@@ -18,7 +18,7 @@ from zoo.data import tfds_source, words
 from zoo.tasks.base import as_text
 from zoo.tasks.token_classification import entity_spans
 
-pytestmark = pytest.mark.slow(65)  # seconds, serially on 2 cores: run first (conftest)
+pytestmark = pytest.mark.slow  # minutes: learning or the README's commands (-m "not slow" leaves it out)
 
 RNN_CLASSIFIERS = ["lstm_classifier", "gru_classifier", "bilstm_classifier"]
 SMALL = dict(embedding_dim=8, units=8)

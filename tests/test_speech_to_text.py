@@ -20,7 +20,7 @@ from zoo.tasks import audio_codec, speech_to_text as stt
 from zoo.tasks.base import as_text
 from tests.wav_files import wav_bytes
 
-pytestmark = pytest.mark.slow(130)  # seconds, serially on 2 cores: run first (conftest)
+pytestmark = pytest.mark.slow  # minutes: learning or the README's commands (-m "not slow" leaves it out)
 
 # The recipe the learning test holds to: 12 epochs of 7-10 s on two cores.
 RECIPE = dict(epochs=12, batch_size=32, learning_rate=2e-3, mixed_precision="off")
