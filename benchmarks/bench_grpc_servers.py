@@ -206,6 +206,12 @@ def main(argv=None):
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    for name in ("rounds", "seconds", "concurrency", "max_batch_size"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.batch_timeout_micros <= 0:
+        parser.error(f"--batch-timeout-micros must be positive (the batched cells wait this long for a "
+                     f"batch to fill), got {args.batch_timeout_micros}")
     if args.serve:
         kind, port, timeout_micros, most = args.serve
         return serve(kind, int(port), int(timeout_micros), int(most))
