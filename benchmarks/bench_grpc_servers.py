@@ -55,17 +55,18 @@ def _response():
 
 class Batcher:
     """The batched floor's work around a model, for a server of either kind: `submit`
-    queues a request's array with a callback the batch thread calls once the batch that
-    holds it is joined."""
+    queues a request's array with a token; once a batch is joined, the batch thread calls
+    `wake` once with the batch's tokens (as the batched floor wakes its event loop once
+    per batch)."""
 
-    def __init__(self, timeout_micros, most):
-        self.timeout, self.most = timeout_micros / 1e6, most
+    def __init__(self, timeout_micros, most, wake):
+        self.timeout, self.most, self.wake = timeout_micros / 1e6, most, wake
         self.ready, self.queued = threading.Condition(), []
         threading.Thread(target=self._run, daemon=True).start()
 
-    def submit(self, x, done):
+    def submit(self, x, token):
         with self.ready:
-            self.queued.append((done, x))
+            self.queued.append((token, x))
             if len(self.queued) in (1, self.most):
                 self.ready.notify()
 
@@ -80,8 +81,7 @@ class Batcher:
                 batch = self.queued[:self.most]
                 del self.queued[:self.most]
             np.concatenate([x for _, x in batch])
-            for done, _ in batch:
-                done()
+            self.wake([token for token, _ in batch])
 
 
 def serve(kind, port, timeout_micros, most):
@@ -92,7 +92,7 @@ def serve(kind, port, timeout_micros, most):
 
     response = _response()
     outputs = {key: tensors.to_ndarray(t) for key, t in response.outputs.items()}
-    batcher = Batcher(timeout_micros, most) if timeout_micros else None
+    batcher = None
 
     def answer():  # what the batched floor writes: the tensors from numpy
         built = predict_pb2.PredictResponse()
@@ -104,10 +104,8 @@ def serve(kind, port, timeout_micros, most):
     async def predict_async(request):
         if batcher is None:
             return response
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        x = tensors.to_ndarray(next(iter(request.inputs.values())))
-        batcher.submit(x, lambda: loop.call_soon_threadsafe(future.set_result, None))
+        future = asyncio.get_running_loop().create_future()
+        batcher.submit(tensors.to_ndarray(next(iter(request.inputs.values()))), future)
         await future
         return answer()
 
@@ -122,10 +120,12 @@ def serve(kind, port, timeout_micros, most):
                 if batcher is None:
                     return response
                 event = threading.Event()
-                batcher.submit(tensors.to_ndarray(next(iter(request.inputs.values()))), event.set)
+                batcher.submit(tensors.to_ndarray(next(iter(request.inputs.values()))), event)
                 event.wait()
                 return answer()
 
+        if timeout_micros:
+            batcher = Batcher(timeout_micros, most, lambda events: [event.set() for event in events])
         server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=64), options=bench.GRPC_OPTIONS)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Sync(), server)
         server.add_insecure_port(f"localhost:{port}")
@@ -135,7 +135,15 @@ def serve(kind, port, timeout_micros, most):
         server.stop(None)
         return
 
+    def resolve(futures):
+        for future in futures:
+            future.set_result(None)
+
     async def main():
+        nonlocal batcher
+        loop = asyncio.get_running_loop()
+        if timeout_micros:
+            batcher = Batcher(timeout_micros, most, lambda futures: loop.call_soon_threadsafe(resolve, futures))
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         if kind == "grpc.aio":
